@@ -1,0 +1,3 @@
+from softkm.cli import main
+
+main()
