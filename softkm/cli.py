@@ -1,0 +1,235 @@
+"""The ``softkm`` command line: Typer commands over ``softkm.workflow``.
+
+Only Typer is imported at start-up; NumPy, pandas and pyarrow are imported inside the
+commands, so ``softkm --help`` stays fast. A ``SoftkmError`` becomes one line
+``softkm: error: ...`` on stderr and exit code 1; Typer reports invalid option values
+with exit code 2; Ctrl-C and SIGTERM exit with 130 and 143.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="softkm",
+    help="k-means clustering with hard, soft and Gumbel-softmax assignment modes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Mode(str, Enum):
+    hard = "hard"
+    soft = "soft"
+    gumbel = "gumbel"
+
+
+class Dtype(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+class Missing(str, Enum):
+    error = "error"
+    drop = "drop"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    gd = "gd"
+    scaled_gd = "scaled-gd"
+
+
+def _positive_finite(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be finite and > 0, got {value}")
+    return value
+
+
+def _split_names(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter("expected a comma-separated list of column names")
+    return names
+
+
+# Options shared by several commands, declared once so they mean the same everywhere.
+InputArg = Annotated[str, typer.Argument(help="Input table: a CSV, TSV, gzip CSV or Parquet file, or - for stdin.")]
+ClustersOpt = Annotated[int, typer.Option("-k", "--n-clusters", min=1, help="Number of clusters.")]
+ModeOpt = Annotated[Mode, typer.Option("--mode", help="Assignment mode: hard (Lloyd), soft (softmax) or gumbel (Gumbel-softmax).")]
+TauOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--tau",
+        callback=_positive_finite,
+        help="Temperature relative to the within-cluster scale s (the weighted mean squared distance of "
+        "the points to their nearest initial centroid): memberships are softmax(-d / (tau * s)). "
+        "1 is a cluster's own spread, small values approach hard assignment. [default: 0.5]",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice; the same seed gives the same output bytes.")]
+ColumnsOpt = Annotated[Optional[str], typer.Option("--columns", help="Comma-separated feature columns (default: every numeric column).")]
+ExcludeOpt = Annotated[Optional[str], typer.Option("--exclude", help="Comma-separated columns to leave out of the features.")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Column of non-negative sample weights.")]
+MissingOpt = Annotated[Missing, typer.Option("--missing", help="What to do with rows with missing or infinite values: error, or drop them.")]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Floating-point type of the computation.")]
+StandardizeOpt = Annotated[bool, typer.Option("--standardize", help="Z-score every feature before clustering; centroids are written in the original units.")]
+DelimiterOpt = Annotated[Optional[str], typer.Option("--delimiter", help="CSV field delimiter (default ',', tab for .tsv, ';' detected).")]
+DecimalOpt = Annotated[Optional[str], typer.Option("--decimal", help="Decimal mark of CSV numbers (default '.', ',' detected with ';').")]
+NoHeaderOpt = Annotated[bool, typer.Option("--no-header", help="The CSV has no header row; columns are named x1, x2, ...")]
+OutputOpt = Annotated[str, typer.Option("-o", "--output", help="Labels output (.csv, .tsv, .csv.gz or .parquet), or - for stdout.")]
+KeepOpt = Annotated[Optional[str], typer.Option("--keep", help="Comma-separated input columns to copy into the labels output, such as an id.")]
+ProbabilitiesOpt = Annotated[bool, typer.Option("--probabilities", help="Add membership columns p_0 .. p_{k-1} to the labels output.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print no summary, progress or warnings.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback for errors (also SOFTKM_DEBUG=1).")]
+
+
+@app.command()
+def fit(
+    input: InputArg,
+    n_clusters: ClustersOpt,
+    mode: ModeOpt = Mode.hard,
+    tau: TauOpt = None,
+    tau_start: Annotated[
+        Optional[float],
+        typer.Option("--tau-start", callback=_positive_finite,
+                     help="First temperature of the annealing, relative like --tau. Soft mode anneals geometrically "
+                     "from it down to --tau over the first half of --max-iter; gumbel mode follows "
+                     "max(tau, tau_start * exp(-rate * t)). [default: --tau for soft, max(1, --tau) for gumbel]"),
+    ] = None,
+    anneal_rate: Annotated[float, typer.Option("--anneal-rate", min=0.0, help="Gumbel temperature decay rate r per iteration.")] = 0.02,
+    straight_through: Annotated[bool, typer.Option("--straight-through", help="Gumbel mode: one-hot samples forward, soft gradient backward.")] = False,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="adam (default), gd (plain gradient descent) or scaled-gd (step divided by each centroid's membership).")] = Optimizer.adam,
+    learning_rate: Annotated[
+        Optional[float],
+        typer.Option("--learning-rate", callback=_positive_finite,
+                     help="adam: step as a fraction of sqrt(s), the within-cluster distance [0.05]; gd: multiple of "
+                     "the gradient [0.5]; scaled-gd: multiple of the scaled gradient [1.0]."),
+    ] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Rows per mini-batch gradient step (soft and gumbel; default: all rows).")] = None,
+    init: Annotated[str, typer.Option("--init", help="k-means++, random, or a CSV/Parquet file of starting centroids with the feature columns.")] = "k-means++",
+    n_init: Annotated[int, typer.Option("--n-init", min=1, help="Number of restarts; the best is kept (inertia, or the soft objective in soft mode).")] = 1,
+    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Maximum iterations per restart.")] = 300,
+    tol: Annotated[float, typer.Option("--tol", min=0.0, help="Hard: total squared centroid shift relative to the mean feature variance. Soft: relative objective change and step relative to sqrt(s).")] = 1e-4,
+    seed: SeedOpt = 0,
+    columns: ColumnsOpt = None,
+    exclude: ExcludeOpt = None,
+    weights: WeightsOpt = None,
+    missing: MissingOpt = Missing.error,
+    dtype: DtypeOpt = Dtype.float64,
+    standardize: StandardizeOpt = False,
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = None,
+    no_header: NoHeaderOpt = False,
+    output: OutputOpt = "-",
+    keep: KeepOpt = None,
+    centroids: Annotated[Optional[str], typer.Option("--centroids", help="Write the centroids (cluster plus feature columns, original units) here.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Write the JSON model here, for softkm assign.")] = None,
+    probabilities: ProbabilitiesOpt = False,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fit k-means to INPUT and write labels, centroids and a model."""
+    with _command(debug):
+        from softkm import report, workflow
+
+        read = workflow.ReadOptions(delimiter, decimal, not no_header, _split_names(columns), _split_names(exclude),
+                                    weights, missing.value, dtype.value)
+        outputs = workflow.OutputOptions(output, centroids, model, _split_names(keep) or [], probabilities, force)
+        init_is_file = init not in ("k-means++", "random")
+        fit_options = dict(
+            mode=mode.value, init="k-means++" if init_is_file else init, n_init=n_init, max_iter=max_iter, tol=tol,
+            seed=seed, tau=tau, tau_start=tau_start, anneal_rate=anneal_rate, optimizer=optimizer.value,
+            learning_rate=learning_rate, straight_through=straight_through, batch_size=batch_size,
+            standardize=standardize,
+        )
+        with report.progress(total=max_iter * n_init, enabled=not quiet) as on_iteration:
+            job = workflow.run_fit(input, n_clusters, fit_options, read, outputs,
+                                   init_path=init if init_is_file else None, on_iteration=on_iteration)
+        if not quiet:
+            report.print_fit_summary(job)
+
+
+@app.command()
+def assign(
+    model: Annotated[str, typer.Argument(help="A JSON model written by softkm fit --model.")],
+    input: InputArg,
+    output: OutputOpt = "-",
+    keep: KeepOpt = None,
+    probabilities: ProbabilitiesOpt = False,
+    tau: Annotated[Optional[float], typer.Option("--tau", callback=_positive_finite, help="Temperature for --probabilities, relative to the model's within-cluster scale (required for a hard model).")] = None,
+    missing: MissingOpt = Missing.error,
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = None,
+    no_header: NoHeaderOpt = False,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Assign the rows of INPUT to the clusters of a saved MODEL."""
+    with _command(debug):
+        from softkm import report, workflow
+
+        read = workflow.ReadOptions(delimiter, decimal, not no_header, missing=missing.value)
+        outputs = workflow.OutputOptions(output, keep=_split_names(keep) or [], probabilities=probabilities, force=force)
+        loaded, features, inertia = workflow.run_assign(model, input, read, outputs, tau)
+        if not quiet:
+            report.print_assign_summary(loaded, features, inertia)
+
+
+@contextmanager
+def _command(debug: bool):
+    """Turn softkm's errors, interrupts and closed pipes into exit codes and one-line messages."""
+    from softkm.errors import SoftkmError
+
+    debug = debug or os.environ.get("SOFTKM_DEBUG", "") not in ("", "0")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    except SoftkmError as error:
+        if debug:
+            raise
+        typer.echo(f"softkm: error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except _Terminated:
+        typer.echo("softkm: terminated by SIGTERM; outputs not yet renamed into place were discarded", err=True)
+        raise typer.Exit(143) from None
+    except KeyboardInterrupt:
+        typer.echo("softkm: interrupted; outputs not yet renamed into place were discarded", err=True)
+        raise typer.Exit(130) from None
+    except Exception as error:
+        if type(error).__name__ == "OutputClosed":
+            raise typer.Exit(0) from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """Raised from the SIGTERM handler, so that cleanup code runs as for Ctrl-C."""
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise _Terminated()
+
+
+def main() -> None:
+    """Run the command line (the ``softkm`` console script)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

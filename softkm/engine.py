@@ -1,0 +1,442 @@
+"""The fitting engine: validation, preprocessing, restarts and the final assignment.
+
+``fit`` is the library's entry point. It validates its arguments once, maps the data
+to working units (``softkm.preprocessing``), runs ``n_init`` restarts of the chosen
+mode, keeps the best, and ends with an assignment step so that the returned labels
+always belong to the returned centroids. ``predict`` repeats that last step for new
+data with the same arithmetic, so that predicting the training data reproduces the
+labels of the fit bit for bit.
+
+The engine never prints: it reports progress through an ``on_iteration`` callback
+and degenerate situations through warnings from ``softkm.errors``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from softkm.chunks import ChunkedData
+from softkm.errors import ConvergenceWarning, DegenerateDataWarning, OptionError
+from softkm.initialization import kmeans_plusplus, random_points
+from softkm.kernels import assign_chunk, responsibilities_chunk, row_norms_squared
+from softkm.lloyd import IterationRecord, RunResult, lloyd
+from softkm.optim import OPTIMIZERS
+from softkm.preprocessing import Preprocessing, weighted_moments
+from softkm.relaxed import RelaxedSettings, gradient_descent, within_cluster_scale
+
+MODES = ("hard", "soft", "gumbel")
+INITS = ("k-means++", "random")
+DTYPES = ("float64", "float32")
+
+DEFAULT_TAU = 0.5
+DEFAULT_GUMBEL_TAU_START = 1.0
+DEFAULT_ANNEAL_RATE = 0.02
+DEFAULT_LEARNING_RATE = {"adam": 0.05, "gd": 0.5, "scaled-gd": 1.0}
+
+
+@dataclass
+class FitResult:
+    """The outcome of ``fit``: the best restart, in the user's units.
+
+    ``centroids`` is (n_clusters, n_features) float64 and ``labels`` (n_samples,) int64.
+    ``inertia`` is the weighted sum of squared distances to the nearest centroid and
+    ``objective`` the mode's own objective per unit weight (the relaxed objective for
+    soft and gumbel, inertia / total weight for hard), both in squared user units
+    (z-scored units with ``standardize``). ``scale`` is the within-cluster scale s, the
+    weighted mean squared distance to the nearest initial centroid, in every mode, and
+    ``temperature`` the absolute temperature ``tau * s`` (None in hard mode).
+    ``history`` lists the iterations of the best restart, in working units.
+    """
+
+    centroids: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    objective: float
+    n_iter: int
+    converged: bool
+    mode: str
+    n_clusters: int
+    n_samples: int
+    n_features: int
+    dtype: str
+    preprocessing: Preprocessing
+    parameters: dict
+    scale: float
+    temperature: float | None
+    runtime: float
+    history: list[IterationRecord] = field(default_factory=list)
+    best_restart: int = 0
+    restart_inertias: list[float] = field(default_factory=list)
+    n_relocated: int = 0
+
+
+def fit(
+    X: np.ndarray,
+    n_clusters: int,
+    *,
+    mode: str = "hard",
+    sample_weight: np.ndarray | None = None,
+    init: str | np.ndarray = "k-means++",
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    seed: int = 0,
+    tau: float = DEFAULT_TAU,
+    tau_start: float | None = None,
+    anneal_rate: float = DEFAULT_ANNEAL_RATE,
+    optimizer: str = "adam",
+    learning_rate: float | None = None,
+    straight_through: bool = False,
+    batch_size: int | None = None,
+    standardize: bool = False,
+    dtype: str = "float64",
+    chunk_size: int | None = None,
+    copy_x: bool = True,
+    on_iteration: Callable[[int, IterationRecord], None] | None = None,
+) -> FitResult:
+    """Cluster X (n_samples, n_features) into n_clusters with the chosen assignment mode.
+
+    ``init`` is 'k-means++', 'random', or centroids in user units, either
+    (n_clusters, n_features) for every restart or (n_init, n_clusters, n_features).
+    ``tol`` is, for hard mode, the total squared centroid shift relative to the mean
+    feature variance (as in scikit-learn); for soft mode, the relative change of the
+    objective and the largest step relative to sqrt(s). ``copy_x=False`` lets the engine
+    overwrite X with its working-unit copy when X already has ``dtype``, which saves
+    memory; X is then no longer the caller's data. ``on_iteration(restart, record)`` is
+    called after every iteration.
+
+    Raises ``OptionError`` for invalid options and shapes.
+    """
+    started = time.perf_counter()
+    X = _check_data(X, dtype)
+    sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+    settings = _check_options(
+        X, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
+        optimizer, learning_rate, straight_through, batch_size, chunk_size,
+    )
+    init_centroids = _check_init(init, n_clusters, X.shape[1], n_init)
+    if init_centroids is not None:
+        n_init = init_centroids.shape[0]
+
+    preprocessing = Preprocessing.fit(X, sample_weight, standardize)
+    working = preprocessing.transform(X, np.dtype(dtype), out=None if copy_x else X)
+    data = ChunkedData.build(working, sample_weight, n_clusters, chunk_size)
+    _warn_if_few_distinct(data, n_clusters)
+    tol_shift = tol * float(np.mean(weighted_moments(working, None)[1] ** 2))
+
+    best: tuple[float, int, RunResult, float | None] | None = None
+    restart_scores: list[float] = []
+    for restart, restart_seed in enumerate(np.random.SeedSequence(seed).spawn(n_init)):
+        init_seed, noise_seed = restart_seed.spawn(2)
+        if init_centroids is not None:
+            start = preprocessing.transform_centroids(init_centroids[restart])
+        else:
+            start = initial_centroids(data, n_clusters, init, np.random.default_rng(init_seed))
+
+        callback = None if on_iteration is None else (lambda record, r=restart: on_iteration(r, record))
+        scale = within_cluster_scale(data, start)
+        if mode == "hard":
+            run = lloyd(data, start, max_iter, tol_shift, callback)
+        else:
+            run = gradient_descent(data, start, scale, settings, np.random.default_rng(noise_seed), callback)
+
+        score = _restart_score(mode, data, run, scale, settings)
+        restart_scores.append(score * preprocessing.squared_unit)
+        if best is None or score < best[0]:
+            best = (score, restart, run, scale)
+
+    _, best_restart, run, scale = best
+    if not run.converged and mode != "gumbel" and settings.batch_size is None:
+        warnings.warn(
+            f"{mode} mode reached max_iter={max_iter} before converging; "
+            "raise --max-iter or --tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
+                   restart_scores, started)
+
+
+def initial_centroids(
+    data: ChunkedData, n_clusters: int, init: str, rng: np.random.Generator
+) -> np.ndarray:
+    """Choose initial centroids (n_clusters, n_features) in working units by ``init``."""
+    if init == "random":
+        return random_points(data.X, n_clusters, rng, data.sample_weight)
+    return kmeans_plusplus(data.X, n_clusters, rng, data.sample_weight, data.x_squared_norms)
+
+
+def predict(
+    X: np.ndarray, centroids: np.ndarray, preprocessing: Preprocessing, dtype: str, chunk_size: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Assign X (n_samples, n_features) in user units to centroids in user units.
+
+    Returns labels (n_samples,) int64 and the inertia in squared user units, computed
+    with the same working-unit arithmetic as the end of ``fit``.
+    """
+    X = _check_data(X, dtype)
+    working = preprocessing.transform(X, np.dtype(dtype))
+    data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
+    labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids))
+    return labels, inertia * preprocessing.squared_unit
+
+
+def predict_proba(
+    X: np.ndarray,
+    centroids: np.ndarray,
+    preprocessing: Preprocessing,
+    dtype: str,
+    temperature: float,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Return soft memberships ``softmax(-d / temperature)`` (n_samples, n_clusters).
+
+    ``temperature`` is absolute and in squared user units; rows sum to 1.
+    """
+    X = _check_data(X, dtype)
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise OptionError(f"temperature must be finite and > 0, got {temperature}")
+    working = preprocessing.transform(X, np.dtype(dtype))
+    data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
+    return memberships(data, preprocessing.transform_centroids(centroids), temperature / preprocessing.squared_unit)
+
+
+def memberships(data: ChunkedData, centroids: np.ndarray, temperature: float) -> np.ndarray:
+    """Return ``softmax(-d / temperature)`` (n_samples, n_clusters), float64, in working units."""
+    working = centroids.astype(data.X.dtype)
+    c_squared_norms = row_norms_squared(working)
+    out = np.empty((data.n_samples, centroids.shape[0]))
+    for chunk in data.chunks():
+        out[chunk.rows] = responsibilities_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms, temperature)
+    return out
+
+
+def _finish(
+    data: ChunkedData,
+    preprocessing: Preprocessing,
+    run: RunResult,
+    scale: float | None,
+    settings: RelaxedSettings,
+    mode: str,
+    n_clusters: int,
+    dtype: str,
+    best_restart: int,
+    restart_scores: list[float],
+    started: float,
+) -> FitResult:
+    """Assemble the result of the best restart, with labels from a final assignment step.
+
+    The centroids go to user units and back before the assignment, exactly as
+    ``predict`` will see them after a round trip through a model file.
+    """
+    centroids = preprocessing.inverse_centroids(run.centroids)
+    labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids))
+    unit = preprocessing.squared_unit
+    if mode == "hard":
+        objective = inertia / data.total_weight
+        temperature = None
+    else:
+        objective = _relaxed_objective(data, run.centroids, scale, settings)
+        temperature = settings.tau * scale * unit
+    return FitResult(
+        centroids=centroids,
+        labels=labels,
+        inertia=inertia * unit,
+        objective=objective * unit,
+        n_iter=run.n_iter,
+        converged=run.converged,
+        mode=mode,
+        n_clusters=n_clusters,
+        n_samples=data.n_samples,
+        n_features=data.n_features,
+        dtype=dtype,
+        preprocessing=preprocessing,
+        parameters=_parameters(settings, mode),
+        scale=scale * unit,
+        temperature=temperature,
+        runtime=time.perf_counter() - started,
+        history=run.history,
+        best_restart=best_restart,
+        restart_inertias=restart_scores,
+        n_relocated=run.n_relocated,
+    )
+
+
+def _final_assignment(data: ChunkedData, centroids: np.ndarray) -> tuple[np.ndarray, float]:
+    """Return labels (n_samples,) and the weighted inertia, recomputed directly.
+
+    The inertia is summed as ``|x - c|^2`` in float64 rather than taken from the
+    distance expansion, so it carries no cancellation error in float32.
+    """
+    working = centroids.astype(data.X.dtype)
+    c_squared_norms = row_norms_squared(working)
+    labels = np.empty(data.n_samples, dtype=np.int64)
+    inertia = 0.0
+    for chunk in data.chunks():
+        chunk_labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+        labels[chunk.rows] = chunk_labels
+        residual = chunk.X.astype(np.float64) - working[chunk_labels].astype(np.float64)
+        squared = np.einsum("ij,ij->i", residual, residual)
+        inertia += float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
+    return labels, inertia
+
+
+def _relaxed_objective(data: ChunkedData, centroids: np.ndarray, scale: float, settings: RelaxedSettings) -> float:
+    """Return the soft objective per unit weight at the final temperature, without noise."""
+    from softkm.relaxed import relaxed_pass
+
+    soft = RelaxedSettings("soft", settings.tau, settings.tau, 0.0, "adam", 0.0, 1, 0.0)
+    stats = relaxed_pass(data, centroids, scale * settings.tau, soft, settings.tau, np.random.default_rng(0))
+    return stats.objective / data.total_weight
+
+
+def _restart_score(
+    mode: str, data: ChunkedData, run: RunResult, scale: float | None, settings: RelaxedSettings
+) -> float:
+    """Return the value restarts are ranked by: the soft objective for soft mode, else inertia."""
+    if mode == "soft":
+        return _relaxed_objective(data, run.centroids, scale, settings)
+    _, inertia = _final_assignment(data, run.centroids)
+    return inertia / data.total_weight
+
+
+def _parameters(settings: RelaxedSettings, mode: str) -> dict:
+    """Return the mode's parameters as stored in a model file."""
+    if mode == "hard":
+        return {"max_iter": settings.max_iter, "tol": settings.tol}
+    parameters = {
+        "tau": settings.tau,
+        "tau_start": settings.tau_start,
+        "optimizer": settings.optimizer,
+        "learning_rate": settings.learning_rate,
+        "max_iter": settings.max_iter,
+        "tol": settings.tol,
+        "batch_size": settings.batch_size,
+    }
+    if mode == "gumbel":
+        parameters["anneal_rate"] = settings.anneal_rate
+        parameters["straight_through"] = settings.straight_through
+    return parameters
+
+
+def _warn_if_few_distinct(data: ChunkedData, n_clusters: int) -> None:
+    """Warn when X has fewer distinct rows than n_clusters (checked on small data only)."""
+    if data.n_samples > 200_000:
+        return
+    distinct = np.unique(data.X, axis=0).shape[0]
+    if distinct < n_clusters:
+        warnings.warn(
+            f"the data has {distinct} distinct points, fewer than n_clusters={n_clusters}; "
+            "some clusters will coincide or stay empty",
+            DegenerateDataWarning,
+            stacklevel=3,
+        )
+
+
+def _check_data(X: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype not in DTYPES:
+        raise OptionError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise OptionError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise OptionError(f"X must have at least one row and one column, got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise OptionError("X contains NaN or infinite values; remove or impute them first")
+    return np.ascontiguousarray(X)
+
+
+def _check_sample_weight(sample_weight: np.ndarray | None, n_samples: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n_samples,):
+        raise OptionError(f"sample_weight must have shape ({n_samples},), got {weights.shape}")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise OptionError("sample_weight must be finite and non-negative")
+    if weights.sum() <= 0:
+        raise OptionError("sample_weight is zero for every row; give at least one row a positive weight")
+    return weights
+
+
+def _check_options(
+    X, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
+    optimizer, learning_rate, straight_through, batch_size, chunk_size,
+) -> RelaxedSettings:
+    """Validate the options once and return them as ``RelaxedSettings``."""
+    n_samples = X.shape[0]
+    if mode not in MODES:
+        raise OptionError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise OptionError(f"n_clusters must be a positive integer, got {n_clusters!r}")
+    if n_clusters > n_samples:
+        raise OptionError(f"n_clusters={n_clusters} is larger than the number of rows ({n_samples}); lower -k")
+    if isinstance(init, str) and init not in INITS:
+        raise OptionError(f"init must be one of {', '.join(INITS)} or an array of centroids, got {init!r}")
+    _check_positive_int("n_init", n_init)
+    _check_positive_int("max_iter", max_iter)
+    _check_finite("tol", tol, minimum=0.0, inclusive=True)
+    _check_finite("tau", tau)
+    if tau_start is not None:
+        _check_finite("tau_start", tau_start)
+        if tau_start < tau:
+            raise OptionError(f"tau_start={tau_start} is below tau={tau}; annealing goes from a higher to a lower tau")
+    _check_finite("anneal_rate", anneal_rate, minimum=0.0, inclusive=True)
+    if optimizer not in OPTIMIZERS:
+        raise OptionError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATE[optimizer]
+    _check_finite("learning_rate", learning_rate)
+    if batch_size is not None:
+        _check_positive_int("batch_size", batch_size)
+        if batch_size >= n_samples:
+            batch_size = None
+    if chunk_size is not None:
+        _check_positive_int("chunk_size", chunk_size)
+    if straight_through and mode != "gumbel":
+        raise OptionError("straight_through applies to gumbel mode only; add --mode gumbel or drop it")
+    if tau_start is None:
+        tau_start = max(DEFAULT_GUMBEL_TAU_START, tau) if mode == "gumbel" else tau
+    return RelaxedSettings(
+        mode, float(tau), float(tau_start), float(anneal_rate), optimizer, float(learning_rate),
+        int(max_iter), float(tol), bool(straight_through), batch_size,
+    )
+
+
+def _check_init(init, n_clusters: int, n_features: int, n_init: int) -> np.ndarray | None:
+    """Return explicit initial centroids as (n_restarts, n_clusters, n_features), or None."""
+    if isinstance(init, str):
+        return None
+    centroids = np.asarray(init, dtype=np.float64)
+    if centroids.ndim == 2:
+        centroids = np.broadcast_to(centroids, (n_init,) + centroids.shape)
+    if centroids.ndim != 3 or centroids.shape[1:] != (n_clusters, n_features):
+        raise OptionError(
+            f"initial centroids must have shape ({n_clusters}, {n_features}) or "
+            f"(n_init, {n_clusters}, {n_features}), got {np.shape(init)}"
+        )
+    if not np.all(np.isfinite(centroids)):
+        raise OptionError("initial centroids contain NaN or infinite values")
+    return centroids
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise OptionError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_finite(name: str, value, minimum: float = 0.0, inclusive: bool = False) -> None:
+    valid = isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
+    if valid:
+        valid = value >= minimum if inclusive else value > minimum
+    if not valid:
+        rule = f">= {minimum}" if inclusive else f"> {minimum}"
+        raise OptionError(f"{name} must be finite and {rule}, got {value!r}")

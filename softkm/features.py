@@ -1,0 +1,472 @@
+"""Select the feature columns of a table, validate their values and build the feature matrix.
+
+Also holds the Standardizer, which centres each feature on its (weighted) mean and divides it
+by its (weighted) standard deviation, and which is stored in the model file.
+
+Row numbers in messages are 1-based data row numbers: row 1 is the first row after the header.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from softkm.errors import InputError, ModelError, OptionError
+
+MISSING_POLICIES = ("error", "drop")
+FEATURE_DTYPES = ("float32", "float64")
+
+# Rows named in the error for missing or infinite values.
+MAX_REPORTED_ROWS = 3
+
+# Column names listed in errors before the list is cut short.
+MAX_LISTED_COLUMNS = 20
+
+# A text column in which at least this share of the non-empty values looks like numbers is
+# reported as an error instead of being skipped as a non-feature column.
+NUMERIC_TEXT_SHARE = 0.5
+
+# Text that looks like a number: plain, with a decimal comma, with digit grouping, or a
+# spelled-out infinity or NaN. Deliberately broader than what the CSV reader converts.
+NUMBER_LIKE_TEXT = re.compile(
+    r"[+-]?(?:\d{1,3}(?:[,. \u00a0]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?"
+    r"|[+-]?(?:inf|infinity|nan)",
+    re.IGNORECASE,
+)
+
+# A standard deviation at most this many times the absolute mean is rounding noise, so
+# the feature is treated as constant.
+CONSTANT_RELATIVE_STD = 1e-12
+
+# pandas.api.types.infer_dtype results of object columns that contain Python numbers.
+NUMERIC_OBJECT_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "empty")
+
+
+@dataclass
+class FeatureData:
+    """Feature matrix and per-row data extracted from a table.
+
+    X: (n_samples, n_features) C-contiguous float64 or float32 matrix.
+    feature_names: the n_features column names, in the order of the columns of X.
+    sample_weight: (n_samples,) float64 weights, or None when no weights column was given.
+    row_index: (n_samples,) int64 positions of the kept rows in the input frame.
+    n_dropped: number of rows removed because of missing or infinite values.
+    """
+
+    X: np.ndarray
+    feature_names: list[str]
+    sample_weight: np.ndarray | None
+    row_index: np.ndarray
+    n_dropped: int
+
+
+def extract_features(
+    frame: pd.DataFrame,
+    *,
+    columns: list[str] | None = None,
+    exclude: list[str] | None = None,
+    weights: str | None = None,
+    missing: str = "error",
+    dtype: str = "float64",
+) -> FeatureData:
+    """Build the feature matrix and the sample weights from ``frame``.
+
+    Without ``columns``, the features are all numeric columns except boolean ones, the
+    ``exclude`` columns and the ``weights`` column. Integer columns become floats. A text
+    column counts as numeric-looking when at least half of its non-empty values look like
+    numbers. Such a column raises InputError instead of being skipped. With ``columns``,
+    exactly those columns are used in the given order, and each must be numeric or boolean.
+
+    Rows with NaN or infinite values in a feature or in the weights raise InputError, or
+    are removed when ``missing`` is 'drop'. Weights must be >= 0 and not all 0.
+
+    Raises OptionError for an invalid ``missing`` or ``dtype`` and for contradictory column
+    options, and InputError for unknown columns and invalid values.
+    """
+    _check_options(missing, dtype)
+    labels = _column_labels(frame)
+    _check_column_options(labels, columns, exclude, weights)
+
+    if columns is not None:
+        feature_names = list(columns)
+        for name in feature_names:
+            _check_requested_column(frame[labels[name]], name)
+    else:
+        skipped = set(exclude or []) | ({weights} if weights is not None else set())
+        feature_names = _default_feature_names(frame, labels, skipped)
+
+    X = _feature_matrix(frame, labels, feature_names)
+    sample_weight = None
+    if weights is not None:
+        sample_weight = _weight_vector(frame[labels[weights]], weights)
+
+    keep = _rows_to_keep(X, sample_weight, feature_names, weights, missing)
+    X = X[keep]
+    if sample_weight is not None:
+        sample_weight = sample_weight[keep]
+        _check_positive_total(sample_weight, weights)
+
+    return FeatureData(
+        X=_cast_features(X, feature_names, keep, dtype),
+        feature_names=feature_names,
+        sample_weight=sample_weight,
+        row_index=np.flatnonzero(keep).astype(np.int64),
+        n_dropped=int(keep.size - np.count_nonzero(keep)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Column selection
+
+
+def _check_options(missing: str, dtype: str) -> None:
+    if missing not in MISSING_POLICIES:
+        raise OptionError(f"missing-value policy {missing!r} is invalid; use 'error' or 'drop'")
+    if dtype not in FEATURE_DTYPES:
+        raise OptionError(f"dtype {dtype!r} is invalid; use 'float32' or 'float64'")
+
+
+def _column_labels(frame: pd.DataFrame) -> dict[str, object]:
+    """Map the string form of each column label to the label itself."""
+    labels: dict[str, object] = {}
+    for label in frame.columns:
+        name = str(label)
+        if name in labels:
+            raise InputError(f"the table has two columns named '{name}'; rename one of them")
+        labels[name] = label
+    return labels
+
+
+def _describe_columns(names) -> str:
+    names = list(names)
+    listed = ", ".join(f"'{name}'" for name in names[:MAX_LISTED_COLUMNS])
+    if len(names) > MAX_LISTED_COLUMNS:
+        listed += f", ... ({len(names)} columns in total)"
+    return listed or "none"
+
+
+def _check_column_options(
+    labels: dict[str, object], columns: list[str] | None, exclude: list[str] | None, weights: str | None
+) -> None:
+    available = _describe_columns(labels)
+    for option, names in (("--columns", columns or []), ("--exclude", exclude or [])):
+        for name in names:
+            if name not in labels:
+                raise InputError(f"column '{name}' given in {option} not found; available columns: {available}")
+    if weights is not None and weights not in labels:
+        raise InputError(f"weights column '{weights}' not found; available columns: {available}")
+
+    if columns is None:
+        return
+    seen = set()
+    for name in columns:
+        if name in seen:
+            raise OptionError(f"column '{name}' is listed twice in --columns; list each column once")
+        seen.add(name)
+    for name in exclude or []:
+        if name in seen:
+            raise OptionError(f"column '{name}' is in both --columns and --exclude; name it in only one")
+    if weights in seen:
+        raise OptionError(f"column '{weights}' is in both --columns and --weights; a weights column cannot be a feature")
+
+
+def _column_kind(series: pd.Series) -> str:
+    """Classify a column as 'numeric', 'boolean', 'text' or 'other' (dates, complex, ...)."""
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(series):
+        return "numeric"
+    if pd.api.types.is_string_dtype(series) or series.dtype == object:
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred in NUMERIC_OBJECT_KINDS:
+            return "numeric"
+        if inferred == "boolean":
+            return "boolean"
+        return "text"
+    return "other"
+
+
+def _default_feature_names(frame: pd.DataFrame, labels: dict[str, object], skipped: set[str]) -> list[str]:
+    names = []
+    for name, label in labels.items():
+        if name in skipped:
+            continue
+        series = frame[label]
+        kind = _column_kind(series)
+        if kind == "numeric":
+            names.append(name)
+        elif kind == "text":
+            _reject_numeric_text(series, name, fix="drop the column with --exclude")
+    if not names:
+        raise InputError(
+            f"the table has no numeric feature columns (columns found: {_describe_columns(labels)}); "
+            "select feature columns with --columns"
+        )
+    return names
+
+
+def _check_requested_column(series: pd.Series, name: str) -> None:
+    kind = _column_kind(series)
+    if kind in ("numeric", "boolean"):
+        return
+    if kind == "text":
+        _reject_numeric_text(series, name, fix="remove it from --columns")
+    raise InputError(
+        f"column '{name}' is not numeric (sample value {_sample_value(series)!r}); remove it from --columns"
+    )
+
+
+def _sample_value(series: pd.Series) -> str:
+    for value in series.dropna():
+        text = str(value)
+        if text.strip():
+            return text
+    return ""
+
+
+def _reject_numeric_text(series: pd.Series, name: str, *, fix: str) -> None:
+    """Raise InputError if at least half of the non-empty values of a text column look like numbers.
+
+    The message names the first value that does not look like a number, or a sample value
+    when all of them do (numbers stored as text).
+    """
+    text = series.reset_index(drop=True).dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if text.empty:
+        return
+    looks_numeric = text.str.fullmatch(NUMBER_LIKE_TEXT).to_numpy(dtype=bool)
+    if looks_numeric.mean() < NUMERIC_TEXT_SHARE:
+        return
+
+    if looks_numeric.all():
+        raise InputError(
+            f"column '{name}' contains numbers stored as text (sample value {text.iloc[0]!r}); "
+            f"convert it to a numeric column or {fix}"
+        )
+    first_bad = int(np.argmin(looks_numeric))
+    row = int(text.index[first_bad]) + 1
+    raise InputError(
+        f"column '{name}' looks numeric but data row {row} contains {text.iloc[first_bad]!r}; "
+        f"fix that value or {fix}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+def _to_float64(series: pd.Series) -> np.ndarray:
+    """Return a column as a (n_samples,) float64 array with NaN for missing values."""
+    if series.dtype == object:
+        series = pd.to_numeric(series)
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _feature_matrix(frame: pd.DataFrame, labels: dict[str, object], feature_names: list[str]) -> np.ndarray:
+    """Return the (n_samples, n_features) float64 matrix of the feature columns."""
+    X = np.empty((len(frame), len(feature_names)), dtype=np.float64)
+    for position, name in enumerate(feature_names):
+        X[:, position] = _to_float64(frame[labels[name]])
+    return X
+
+
+def _weight_vector(series: pd.Series, name: str) -> np.ndarray:
+    """Return the (n_samples,) float64 weights, with NaN for missing ones, after checking the sign."""
+    if _column_kind(series) not in ("numeric", "boolean"):
+        raise InputError(
+            f"weights column '{name}' is not numeric (sample value {_sample_value(series)!r}); "
+            "pass a numeric column to --weights"
+        )
+    weights = _to_float64(series)
+    negative = np.flatnonzero(weights < 0)
+    if negative.size:
+        row = negative[0]
+        raise InputError(
+            f"weights column '{name}' has a negative weight {float(weights[row])!r} in data row {row + 1} "
+            f"({negative.size} negative in total); weights must be >= 0"
+        )
+    return weights
+
+
+def _check_positive_total(sample_weight: np.ndarray, name: str) -> None:
+    if not np.any(sample_weight > 0):
+        raise InputError(f"all weights in column '{name}' are 0; at least one row needs a positive weight")
+
+
+def _rows_to_keep(
+    X: np.ndarray, sample_weight: np.ndarray | None, feature_names: list[str], weights: str | None, missing: str
+) -> np.ndarray:
+    """Return a (n_samples,) boolean mask of the rows without NaN or infinite values.
+
+    Raises InputError if there are such rows and ``missing`` is 'error', or if no row is left.
+    """
+    values = X
+    names = list(feature_names)
+    if sample_weight is not None:
+        values = np.column_stack([X, sample_weight])
+        names.append(weights)
+    invalid = ~np.isfinite(values)
+    keep = ~invalid.any(axis=1)
+    if keep.all():
+        return keep
+
+    invalid_count = int(keep.size - np.count_nonzero(keep))
+    if missing == "error":
+        raise InputError(
+            f"{_describe_invalid_rows(values, invalid, names, invalid_count)}; "
+            "fix these values or pass --missing drop to skip such rows"
+        )
+    if not keep.any():
+        raise InputError(
+            f"all {keep.size} rows have missing or infinite values, so none is left after --missing drop; "
+            "check the feature columns with --columns"
+        )
+    return keep
+
+
+def _describe_invalid_rows(values: np.ndarray, invalid: np.ndarray, names: list[str], count: int) -> str:
+    """Describe the first rows with missing or infinite values, such as "rows 2 ('a' missing)"."""
+    descriptions = []
+    for row in np.flatnonzero(invalid.any(axis=1))[:MAX_REPORTED_ROWS]:
+        cells = [f"'{names[column]}' {_describe_value(values[row, column])}" for column in np.flatnonzero(invalid[row])]
+        descriptions.append(f"{row + 1} ({', '.join(cells)})")
+
+    if len(descriptions) == 1:
+        listed = descriptions[0]
+    else:
+        listed = ", ".join(descriptions[:-1]) + " and " + descriptions[-1]
+    if count == 1:
+        return f"1 row has missing or infinite values: data row {listed}"
+    first = "first " if count > MAX_REPORTED_ROWS else ""
+    return f"{count} rows have missing or infinite values: {first}data rows {listed}"
+
+
+def _describe_value(value: float) -> str:
+    if np.isnan(value):
+        return "missing"
+    return "inf" if value > 0 else "-inf"
+
+
+def _cast_features(X: np.ndarray, feature_names: list[str], keep: np.ndarray, dtype: str) -> np.ndarray:
+    """Return X as a C-contiguous array of ``dtype``, raising InputError on float32 overflow."""
+    if dtype == "float64":
+        return np.ascontiguousarray(X)
+
+    with np.errstate(over="ignore"):
+        cast = np.ascontiguousarray(X, dtype=np.float32)
+    overflow = np.argwhere(np.isinf(cast))
+    if overflow.size:
+        row, column = overflow[0]
+        data_row = int(np.flatnonzero(keep)[row]) + 1
+        raise InputError(
+            f"value {float(X[row, column])!r} in column '{feature_names[column]}' (data row {data_row}) "
+            f"exceeds the float32 maximum {float(np.finfo(np.float32).max):.7g}; pass --dtype float64"
+        )
+    return cast
+
+
+# ---------------------------------------------------------------------------------------------
+# Standardization
+
+
+@dataclass
+class Standardizer:
+    """Per-feature centring and scaling: X' = (X - mean) / scale.
+
+    mean: (n_features,) float64 weighted means.
+    scale: (n_features,) float64 weighted population standard deviations, or 1 for a
+    constant feature, whose standard deviation is at most CONSTANT_RELATIVE_STD times the
+    absolute mean (this includes a standard deviation of exactly 0).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.mean, dtype=np.float64)
+        self.scale = np.asarray(self.scale, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, sample_weight: np.ndarray | None = None) -> Standardizer:
+        """Compute the weighted mean and standard deviation of each column of X (n_samples, n_features).
+
+        ``sample_weight`` is (n_samples,), >= 0 with a positive sum, or None for equal weights.
+        Raises InputError for invalid shapes or weights, or when a statistic is not finite.
+        """
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise InputError(f"cannot standardize an array of shape {X.shape}; pass (n_samples, n_features) data")
+        weights = _standardizer_weights(sample_weight, X.shape[0])
+
+        values = X.astype(np.float64, copy=False)
+        mean = np.average(values, axis=0, weights=weights)
+        deviations = values - mean
+        # Dividing by a power of two near the largest deviation before squaring keeps values
+        # near 1e200 from overflowing. Scaling by a power of two adds no rounding error.
+        _, exponent = np.frexp(np.max(np.abs(deviations), axis=0))
+        divisor = np.ldexp(1.0, exponent)
+        std = divisor * np.sqrt(np.average((deviations / divisor) ** 2, axis=0, weights=weights))
+
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            raise InputError("cannot standardize: a feature has a non-finite mean or standard deviation; check for NaN or inf")
+        constant = std <= CONSTANT_RELATIVE_STD * np.abs(mean)
+        return cls(mean=mean, scale=np.where(constant, 1.0, std))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Return (X - mean) / scale for X (n_samples, n_features), in the float dtype of X."""
+        X = np.asarray(X)
+        self._check_n_features(X, "data")
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        centred = X.astype(dtype, copy=False) - self.mean.astype(dtype)
+        return np.ascontiguousarray(centred / self.scale.astype(dtype))
+
+    def inverse_transform(self, centroids: np.ndarray) -> np.ndarray:
+        """Return centroids (n_clusters, n_features) in the original units, as float64."""
+        centroids = np.asarray(centroids, dtype=np.float64)
+        self._check_n_features(centroids, "centroids")
+        return centroids * self.scale + self.mean
+
+    def _check_n_features(self, array: np.ndarray, what: str) -> None:
+        if array.ndim != 2 or array.shape[1] != self.mean.shape[0]:
+            raise InputError(
+                f"{what} of shape {array.shape} do not match the standardizer, which was fitted on "
+                f"{self.mean.shape[0]} features; pass (n, {self.mean.shape[0]}) data"
+            )
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Return the parameters as plain lists of floats for the JSON model file."""
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Standardizer:
+        """Rebuild a Standardizer from ``to_dict`` output, raising ModelError if it is invalid."""
+        if not isinstance(data, dict) or "mean" not in data or "scale" not in data:
+            raise ModelError("the standardizer in the model file needs 'mean' and 'scale' lists; refit the model")
+        try:
+            mean = np.asarray(data["mean"], dtype=np.float64)
+            scale = np.asarray(data["scale"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ModelError("the standardizer in the model file has non-numeric values; refit the model") from None
+        if mean.ndim != 1 or mean.shape != scale.shape:
+            raise ModelError(
+                f"the standardizer in the model file has {mean.size} means but {scale.size} scales; refit the model"
+            )
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ModelError(
+                "the standardizer in the model file has non-finite means or non-positive scales; refit the model"
+            )
+        return cls(mean=mean, scale=scale)
+
+
+def _standardizer_weights(sample_weight: np.ndarray | None, n_samples: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n_samples,):
+        raise InputError(f"sample_weight has shape {weights.shape} but X has {n_samples} rows; pass one weight per row")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+        raise InputError("sample_weight must be finite and >= 0 with at least one positive weight")
+    return weights

@@ -1,0 +1,152 @@
+"""The affine map between the user's units and the engine's working units.
+
+The engine never computes on the raw features. Every row is first mapped to
+``(x - offset) / scale`` in float64 and then cast to the working dtype:
+
+- ``offset`` is the (weighted) mean of each feature. Centring removes the offset that
+  makes the expansion ``|x|^2 - 2 x.c + |c|^2`` cancel catastrophically in float32.
+- ``scale`` is either each feature's standard deviation (``standardize=True``, a
+  z-score) or one power of two shared by all features, close to the data's overall
+  standard deviation. A power of two changes no digit of any value and scales every
+  squared distance by the same exact factor, so the clusters are those of the raw
+  data; it only keeps values near 1 so that data around 1e150 or 1e-150 cannot
+  overflow or underflow when squared.
+
+``fit`` and ``assign`` apply the same elementwise map, so the same input row always
+becomes the same working row, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from softkm.errors import ModelError
+from softkm.kernels import chunk_slices
+
+_TRANSFORM_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Per-feature ``offset`` and ``scale`` (both (n_features,) float64)."""
+
+    offset: np.ndarray
+    scale: np.ndarray
+    standardize: bool
+
+    @classmethod
+    def fit(
+        cls, X: np.ndarray, sample_weight: np.ndarray | None = None, standardize: bool = False
+    ) -> "Preprocessing":
+        """Compute the map from X (n_samples, n_features), chunk by chunk in float64."""
+        mean, std = weighted_moments(X, sample_weight)
+        if standardize:
+            # A column whose spread is at rounding level of its mean is constant: scale 1
+            # leaves it at 0 after centring instead of blowing rounding noise up to 1.
+            constant = std <= 1e-12 * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)
+            scale = np.where(constant | (std == 0), 1.0, std)
+        else:
+            overall = root_mean_square(std)
+            unit = 2.0 ** np.round(np.log2(overall)) if overall > 0 and np.isfinite(overall) else 1.0
+            scale = np.full(X.shape[1], unit)
+        return cls(mean, scale, standardize)
+
+    @property
+    def squared_unit(self) -> float:
+        """The factor from working-unit squared distances to the user's units.
+
+        It is exact (a power of two) without standardisation. With standardisation the
+        fit's own space is the z-scored one, so squared distances are reported there (1).
+        """
+        return 1.0 if self.standardize else float(self.scale[0]) ** 2
+
+    def transform(self, X: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+        """Map X (n_samples, n_features) to working units in ``dtype``.
+
+        ``out`` may be X itself when X already has ``dtype``: the map is elementwise, so
+        transforming in place saves a copy of the data.
+        """
+        if out is None:
+            out = np.empty(X.shape, dtype=dtype)
+        for rows in chunk_slices(X.shape[0], _TRANSFORM_ROWS):
+            block = X[rows].astype(np.float64)
+            block -= self.offset
+            block /= self.scale
+            out[rows] = block
+        return out
+
+    def transform_centroids(self, centroids: np.ndarray) -> np.ndarray:
+        """Map centroids (n_clusters, n_features) from user units to working units (float64)."""
+        return (np.asarray(centroids, dtype=np.float64) - self.offset) / self.scale
+
+    def inverse_centroids(self, centroids: np.ndarray) -> np.ndarray:
+        """Map centroids (n_clusters, n_features) from working units back to user units."""
+        return np.asarray(centroids, dtype=np.float64) * self.scale + self.offset
+
+    def to_dict(self) -> dict:
+        return {
+            "standardize": self.standardize,
+            "offset": [float(v) for v in self.offset],
+            "scale": [float(v) for v in self.scale],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, n_features: int) -> "Preprocessing":
+        """Read the map from a model file, checking its shape and values."""
+        try:
+            offset = np.asarray(data["offset"], dtype=np.float64)
+            scale = np.asarray(data["scale"], dtype=np.float64)
+            standardize = bool(data["standardize"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"model preprocessing is invalid ({error}); refit the model") from None
+        if offset.shape != (n_features,) or scale.shape != (n_features,):
+            raise ModelError(
+                f"model preprocessing has {offset.size} offsets and {scale.size} scales for "
+                f"{n_features} features; refit the model"
+            )
+        if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ModelError("model preprocessing contains non-finite or non-positive values; refit the model")
+        return cls(offset, scale, standardize)
+
+
+def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return the weighted mean and standard deviation of each column of X.
+
+    Both are (n_features,) float64. The deviations are divided by a power of two near
+    each column's largest deviation before squaring, so values up to the float64 limit
+    neither overflow nor underflow, and squaring deviations from a first-pass mean
+    avoids the cancellation of ``E[x^2] - E[x]^2``.
+    """
+    n_samples, n_features = X.shape
+    total_weight = float(n_samples if sample_weight is None else sample_weight.sum())
+    if n_samples == 0 or total_weight <= 0:
+        return np.zeros(n_features), np.zeros(n_features)
+
+    mean = np.zeros(n_features)
+    for rows in chunk_slices(n_samples, _TRANSFORM_ROWS):
+        block = X[rows].astype(np.float64)
+        mean += block.sum(axis=0) if sample_weight is None else sample_weight[rows] @ block
+    mean /= total_weight
+
+    largest = np.zeros(n_features)
+    for rows in chunk_slices(n_samples, _TRANSFORM_ROWS):
+        largest = np.maximum(largest, np.abs(X[rows].astype(np.float64) - mean).max(axis=0))
+    unit = np.where(largest > 0, 2.0 ** np.round(np.log2(np.where(largest > 0, largest, 1.0))), 1.0)
+
+    variance = np.zeros(n_features)
+    for rows in chunk_slices(n_samples, _TRANSFORM_ROWS):
+        block = (X[rows].astype(np.float64) - mean) / unit
+        block *= block
+        variance += block.sum(axis=0) if sample_weight is None else sample_weight[rows] @ block
+    variance /= total_weight
+    return mean, unit * np.sqrt(variance)
+
+
+def root_mean_square(values: np.ndarray) -> float:
+    """Return ``sqrt(mean(values^2))`` without overflow for values up to the float64 limit."""
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if largest == 0 or not np.isfinite(largest):
+        return largest
+    return largest * float(np.sqrt(np.mean((values / largest) ** 2)))

@@ -1,0 +1,221 @@
+"""Soft and Gumbel-softmax modes: gradient descent on the relaxed k-means objective.
+
+Both modes minimise ``L(C) = sum_x w_x sum_c p_xc d_xc / sum_x w_x`` over the centroids
+C, where ``d_xc`` is a squared distance and ``p`` a relaxed one-hot membership:
+
+- soft: ``p = softmax(-d / (tau * s))``, deterministic;
+- gumbel: ``p = softmax((log pi + g) / tau)`` with ``log pi = log_softmax(-d / s)`` and
+  fresh Gumbel noise ``g`` at every step (the reparameterisation trick: the noise is
+  held fixed while the gradient is taken). Since ``log pi`` differs from ``-d / s``
+  by a per-row constant, ``p = softmax(-d / (tau * s) + g / tau)``.
+
+``s`` is the within-cluster scale: the weighted mean squared distance of the points
+to their nearest initial centroid. ``tau * s`` is the absolute temperature.
+The gradient, including the path through the softmax, comes from
+``softkm.kernels.relaxed_chunk``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from softkm.chunks import Chunk, ChunkedData
+from softkm.errors import EmptyClusterWarning
+from softkm.kernels import ChunkStats, gumbel_noise, relaxed_chunk, row_norms_squared
+from softkm.lloyd import IterationRecord, RunResult, assignment_pass
+from softkm.optim import make_optimizer
+
+# A cluster whose total membership is below this fraction of one point's weight is
+# starved: its gradient is too small to ever bring it back, so it is relocated.
+_STARVED_FRACTION_OF_A_POINT = 1e-3
+
+
+@dataclass(frozen=True)
+class RelaxedSettings:
+    """Options of one relaxed run, already validated.
+
+    ``tau`` is the final dimensionless temperature and ``tau_start`` the first one.
+    Soft mode anneals geometrically from ``tau_start`` to ``tau`` over the first half
+    of ``max_iter``; gumbel mode follows ``max(tau, tau_start * exp(-anneal_rate * t))``.
+    ``learning_rate`` is relative: Adam's step is ``learning_rate * sqrt(s)``, and for
+    'gd' and 'scaled-gd' it multiplies the (scaled) gradient.
+    """
+
+    mode: str
+    tau: float
+    tau_start: float
+    anneal_rate: float
+    optimizer: str
+    learning_rate: float
+    max_iter: int
+    tol: float
+    straight_through: bool = False
+    batch_size: int | None = None
+
+
+def tau_schedule(settings: RelaxedSettings, iteration: int) -> float:
+    """Return the dimensionless temperature of 0-based ``iteration``."""
+    if settings.mode == "gumbel":
+        return max(settings.tau, settings.tau_start * math.exp(-settings.anneal_rate * iteration))
+    anneal_steps = max(1, settings.max_iter // 2)
+    progress = min(1.0, iteration / anneal_steps)
+    return settings.tau_start * (settings.tau / settings.tau_start) ** progress
+
+
+def within_cluster_scale(data: ChunkedData, centroids: np.ndarray) -> float:
+    """Return s, the weighted mean squared distance to the nearest of the centroids.
+
+    When every point sits on a centroid (s = 0), the mean squared distance to the data
+    mean takes its place, and 1.0 when that is 0 as well (all points equal), so that the
+    temperature stays positive.
+    """
+    labels = np.empty(data.n_samples, dtype=np.int64)
+    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
+    stats = assignment_pass(data, centroids, labels, nearest)
+    scale = stats.inertia / data.total_weight
+    if scale > 0:
+        return scale
+    spread = assignment_pass(data, stats.sums.sum(axis=0, keepdims=True) / data.total_weight, labels, nearest)
+    scale = spread.inertia / data.total_weight
+    return scale if scale > 0 else 1.0
+
+
+def gradient_descent(
+    data: ChunkedData,
+    centroids: np.ndarray,
+    scale: float,
+    settings: RelaxedSettings,
+    rng: np.random.Generator,
+    on_iteration: Callable[[IterationRecord], None] | None = None,
+) -> RunResult:
+    """Minimise the relaxed objective from centroids (n_clusters, n_features), float64.
+
+    Assumes valid settings and centroids in working units; ``scale`` is s (> 0). The
+    objective and centroid shift reported for an iteration are those of the centroids
+    it started from. The run has converged when, at the final temperature, the
+    relative change of the objective is at most ``tol`` and the largest centroid step
+    is at most ``tol * sqrt(s)``.
+    """
+    centroids = centroids.copy()
+    n_clusters = centroids.shape[0]
+    # Adam's step has the units of the centroids, so its rate is scaled by sqrt(s), the
+    # typical distance of a point to its centroid. The other optimisers' rates are
+    # dimensionless multiples of the gradient.
+    rate = settings.learning_rate * math.sqrt(scale) if settings.optimizer == "adam" else settings.learning_rate
+    optimizer = make_optimizer(settings.optimizer, centroids.shape, rate)
+    history: list[IterationRecord] = []
+    previous_objective = math.inf
+    n_relocated = 0
+    converged = False
+    started = time.perf_counter()
+
+    for step in range(settings.max_iter):
+        tau = tau_schedule(settings, step)
+        batch = _draw_batch(data, settings.batch_size, rng)
+        stats = relaxed_pass(batch, centroids, scale * tau, settings, tau, rng)
+        objective = stats.objective / batch.total_weight
+        gradient = 2.0 * (centroids * stats.weights[:, None] - stats.sums) / batch.total_weight
+
+        update = optimizer.step(gradient, stats.mass / batch.total_weight)
+        centroids -= update
+        starved = _starved_clusters(batch, stats)
+        if len(starved):
+            n_relocated += _relocate_starved(data, centroids, starved)
+            optimizer.reset(starved)
+
+        shift = float((update**2).sum())
+        record = IterationRecord(
+            step + 1, objective, stats.inertia / batch.total_weight, tau, shift, time.perf_counter() - started
+        )
+        history.append(record)
+        if on_iteration is not None:
+            on_iteration(record)
+
+        final_temperature = tau == settings.tau
+        small_change = abs(previous_objective - objective) <= settings.tol * abs(objective)
+        small_step = float(np.abs(update).max(initial=0.0)) <= settings.tol * math.sqrt(scale)
+        previous_objective = objective
+        if settings.mode == "soft" and settings.batch_size is None and final_temperature and small_change and small_step:
+            converged = True
+            break
+
+    return RunResult(centroids, len(history), converged, history, n_relocated)
+
+
+def relaxed_pass(
+    data: ChunkedData,
+    centroids: np.ndarray,
+    temperature: float,
+    settings: RelaxedSettings,
+    tau: float,
+    rng: np.random.Generator,
+) -> ChunkStats:
+    """Sum the relaxed objective and gradient statistics over all chunks.
+
+    Gumbel noise is drawn per chunk from a generator seeded by one draw of ``rng`` and
+    the chunk index, so the noise of a chunk does not depend on how chunks are scheduled.
+    """
+    working = centroids.astype(data.X.dtype)
+    c_squared_norms = row_norms_squared(working)
+    noise_key = int(rng.integers(0, 2**63)) if settings.mode == "gumbel" else None
+
+    def kernel(chunk: Chunk) -> ChunkStats:
+        noise = None
+        if noise_key is not None:
+            chunk_rng = np.random.default_rng([noise_key, chunk.index])
+            noise = gumbel_noise(chunk_rng, (chunk.X.shape[0], centroids.shape[0]), data.X.dtype)
+            noise /= tau
+        stats, _ = relaxed_chunk(
+            chunk.X,
+            chunk.x_squared_norms,
+            chunk.sample_weight,
+            working,
+            c_squared_norms,
+            temperature,
+            noise=noise,
+            straight_through=settings.straight_through,
+        )
+        return stats
+
+    return data.reduce(kernel, centroids.shape[0])
+
+
+def _draw_batch(data: ChunkedData, batch_size: int | None, rng: np.random.Generator) -> ChunkedData:
+    """Return the whole data, or a seeded mini-batch of ``batch_size`` distinct rows in row order."""
+    if batch_size is None or batch_size >= data.n_samples:
+        return data
+    rows = np.sort(rng.choice(data.n_samples, size=batch_size, replace=False))
+    return data.subset(rows)
+
+
+def _starved_clusters(data: ChunkedData, stats: ChunkStats) -> np.ndarray:
+    """Return the indices of clusters whose total membership is below a point's fraction."""
+    if stats.mass is None:
+        return np.empty(0, dtype=np.int64)
+    if data.sample_weight is None:
+        smallest_point = 1.0
+    else:
+        positive = data.sample_weight[data.sample_weight > 0]
+        smallest_point = float(positive.min()) if positive.size else 1.0
+    return np.flatnonzero(stats.mass < _STARVED_FRACTION_OF_A_POINT * smallest_point)
+
+
+def _relocate_starved(data: ChunkedData, centroids: np.ndarray, starved: np.ndarray) -> int:
+    """Move starved centroids onto the points farthest from their nearest centroid, in place."""
+    labels = np.empty(data.n_samples, dtype=np.int64)
+    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
+    assignment_pass(data, centroids, labels, nearest)
+    farthest = np.argsort(-nearest.astype(np.float64), kind="stable")[: len(starved)]
+    centroids[starved[: len(farthest)]] = data.X[farthest].astype(np.float64)
+    warnings.warn(
+        f"{len(starved)} cluster(s) lost nearly all membership and were moved to the farthest points",
+        EmptyClusterWarning,
+        stacklevel=3,
+    )
+    return len(starved)

@@ -1,0 +1,606 @@
+"""Read input tables (CSV, gzip-compressed CSV, Parquet) and write output tables atomically.
+
+The format of an input is detected from its first bytes: ``PAR1`` is Parquet and ``1f 8b`` is
+gzip. Everything else must be UTF-8 CSV text. The file extension only chooses the default
+delimiter (tab for ``.tsv``) and the wording of errors. CSV is parsed with ``pyarrow.csv``.
+
+Outputs are written to a temporary file in the destination folder, flushed to disk and then
+renamed, so that an interrupted write never leaves a partial file or damages an existing one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import gzip
+import io
+import os
+import re
+import sys
+import tempfile
+import warnings
+import zlib
+from collections.abc import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pa_compute
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from softkm.errors import InputError, InputWarning, OptionError, OutputError
+
+PARQUET_MAGIC = b"PAR1"
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+STDIN_NAME = "<stdin>"
+
+# Number of leading bytes used to detect binary content, the delimiter and the decimal mark.
+SNIFF_BYTES = 64 * 1024
+
+# Delimiters suggested when a file parses into a single column.
+OTHER_DELIMITERS = (";", "\t", "|")
+
+# Fields such as 1,5 or 1.234,5 (decimal comma) and 1.5 or 1,234.5 (decimal point).
+COMMA_DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+(?:[eE][+-]?\d+)?")
+POINT_DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)\.\d+(?:[eE][+-]?\d+)?")
+
+# Digit group separators allowed with each decimal mark. The no-break space is a literal
+# character because the pattern also runs in Arrow's RE2 engine, which lacks \u escapes.
+GROUP_SEPARATORS = {".": ",", ",": ". \u00a0"}
+
+# Output format for each supported file name ending, longest endings first.
+OUTPUT_FORMATS = {
+    ".csv.gz": "csv.gz",
+    ".tsv.gz": "tsv.gz",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+}
+
+
+class OutputClosed(Exception):
+    """The reader of standard output closed the pipe before all rows were written.
+
+    This is not a SoftkmError: the command-line interface exits quietly on it, as
+    ``head`` and other filters expect.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_table(
+    source: str,
+    *,
+    delimiter: str | None = None,
+    decimal: str | None = None,
+    header: bool = True,
+) -> pd.DataFrame:
+    """Read a CSV, gzip-compressed CSV or Parquet table into a DataFrame.
+
+    ``source`` is a file path or ``-`` for standard input, which is read fully into memory
+    before its format is detected. Files are read fully into memory too. ``delimiter`` and
+    ``decimal`` apply to CSV only: by default the delimiter is ``,`` (tab for ``.tsv`` and
+    ``.tsv.gz``), or ``;`` when the first line has no comma but semicolons, and the decimal
+    mark is detected for delimiters other than ``,``. With ``header=False`` the columns are
+    named ``x1`` to ``xd``. Rows keep the order of the input.
+
+    Raises InputError when the source is missing, empty, has no data rows, or is not the
+    format that its content or extension says. Raises OptionError for an invalid
+    ``delimiter`` or ``decimal``.
+    """
+    name = STDIN_NAME if source == "-" else source
+    data = _read_source_bytes(source)
+    data = _decompress_if_gzip(data, name)
+
+    if data.startswith(PARQUET_MAGIC):
+        return _read_parquet(data, name)
+
+    _check_text(data, name)
+    return _read_csv(data, name, delimiter=delimiter, decimal=decimal, header=header)
+
+
+def _read_source_bytes(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(source, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        raise InputError(f"input file '{source}' not found; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"input '{source}' is a folder; pass a CSV or Parquet file") from None
+    except OSError as error:
+        raise InputError(f"cannot read input '{source}': {error.strerror}; check its permissions") from None
+
+
+def _decompress_if_gzip(data: bytes, name: str) -> bytes:
+    if not data.startswith(GZIP_MAGIC):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(
+            f"input '{name}' starts like a gzip file but cannot be decompressed ({error}); "
+            "check that the file is complete"
+        ) from None
+
+
+def _expected_format(name: str) -> str | None:
+    """Return 'Parquet' or 'CSV' as the extension of ``name`` says, or None for other names."""
+    lowered = name.lower()
+    if lowered.endswith((".parquet", ".pq")):
+        return "Parquet"
+    if lowered.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")):
+        return "CSV"
+    return None
+
+
+def _check_text(data: bytes, name: str) -> None:
+    """Raise InputError unless ``data`` is non-empty UTF-8 text.
+
+    Only the first SNIFF_BYTES are checked for binary content. Invalid UTF-8 further on is
+    reported by the CSV parser.
+    """
+    if not data.removeprefix(UTF8_BOM).strip():
+        raise InputError(f"input '{name}' is empty; pass a CSV or Parquet file with a header row and data rows")
+
+    sample = data[:SNIFF_BYTES]
+    if _looks_binary(sample):
+        first_bytes = sample[:8].hex(" ")
+        expected = _expected_format(name)
+        if expected is not None:
+            raise InputError(
+                f"input '{name}' is not a {expected} file although its extension says so "
+                f"(binary content, first bytes {first_bytes}); pass a CSV, gzip-compressed CSV or Parquet file"
+            )
+        raise InputError(
+            f"input '{name}' is neither CSV text nor Parquet nor gzip (binary content, first bytes {first_bytes}); "
+            "pass a CSV, gzip-compressed CSV or Parquet file"
+        )
+
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"input '{name}' is not UTF-8 text (byte 0x{sample[error.start]:02x} at offset {error.start}); "
+            "save it with UTF-8 encoding"
+        ) from None
+
+
+def _looks_binary(sample: bytes) -> bool:
+    """Return whether ``sample`` contains a NUL byte or more than 1% of other control bytes."""
+    if b"\x00" in sample:
+        return True
+    control_count = sum(sample.count(bytes([code])) for code in range(32) if code not in (9, 10, 13))
+    return control_count > 0.01 * len(sample)
+
+
+def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(
+            f"input '{name}' is not a valid Parquet file ({reason}); check that it was written completely"
+        ) from None
+
+    _check_unique_names(table.column_names, name)
+    if table.num_rows == 0:
+        raise InputError(f"input '{name}' has columns but no data rows")
+
+    frame = _null_columns_to_float(table).to_pandas()
+    return _index_to_columns(frame)
+
+
+def _index_to_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Move a named index (restored from pandas metadata) into columns and drop an unnamed one."""
+    if all(level is None for level in frame.index.names):
+        return frame.reset_index(drop=True)
+    return frame.reset_index()
+
+
+def _null_columns_to_float(table: pa.Table) -> pa.Table:
+    """Cast columns without any value (Arrow type null) to float64, so they read as all-NaN."""
+    for position, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            table = table.set_column(position, field.name, table.column(position).cast(pa.float64()))
+    return table
+
+
+def _check_unique_names(names: list[str], name: str) -> None:
+    seen = set()
+    for column in names:
+        if column in seen:
+            raise InputError(f"input '{name}' has two columns named '{column}'; rename one of them")
+        seen.add(column)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool) -> pd.DataFrame:
+    data = data.removeprefix(UTF8_BOM).lstrip(b" \t\r\n")
+    sample_text = codecs.getincrementaldecoder("utf-8")().decode(data[:SNIFF_BYTES], final=False)
+    sample_lines = sample_text.splitlines()
+    first_line = sample_lines[0]
+
+    if decimal is not None and decimal not in (".", ","):
+        raise OptionError(f"decimal mark {decimal!r} is invalid; use '.' or ','")
+    delimiter = _choose_delimiter(delimiter, decimal, name, first_line)
+    if decimal is None:
+        data_lines = sample_lines[1:] if header else sample_lines
+        decimal = _detect_decimal(data_lines, delimiter)
+
+    first_row = next(csv.reader(io.StringIO(sample_text, newline=""), delimiter=delimiter))
+    if header:
+        if not _has_text_after_first_line(data):
+            raise InputError(f"input '{name}' has a header but no data rows")
+        column_names = [cell.strip() for cell in first_row]
+        _check_unique_names(column_names, name)
+        _warn_if_numeric_header(column_names, name, decimal)
+    else:
+        column_names = [f"x{position}" for position in range(1, len(first_row) + 1)]
+
+    table = _parse_csv(data, name, column_names, delimiter, decimal, skip_rows=1 if header else 0)
+    if table.num_rows == 0:
+        raise InputError(f"input '{name}' has a header but no data rows")
+    if table.num_columns == 1:
+        _check_single_column(first_line, delimiter, name)
+
+    table = _convert_number_text(_null_columns_to_float(table), decimal)
+    return table.to_pandas()
+
+
+def _has_text_after_first_line(data: bytes) -> bool:
+    parts = re.split(rb"\r\n|\r|\n", data, maxsplit=1)
+    return len(parts) == 2 and bool(parts[1].strip())
+
+
+def _choose_delimiter(delimiter: str | None, decimal: str | None, name: str, first_line: str) -> str:
+    if delimiter is not None:
+        return _normalize_delimiter(delimiter)
+    if name.lower().endswith((".tsv", ".tsv.gz")):
+        return "\t"
+    if decimal == "," or _looks_semicolon_separated(first_line):
+        return ";"
+    return ","
+
+
+def _normalize_delimiter(delimiter: str) -> str:
+    """Map the spellings 'tab' and '\\t' to a tab character and validate other delimiters."""
+    if delimiter in ("tab", "\\t"):
+        return "\t"
+    if len(delimiter) != 1 or delimiter in ('"', "\n", "\r"):
+        raise OptionError(f"delimiter {delimiter!r} is invalid; use a single character such as ',', ';', '|' or tab")
+    return delimiter
+
+
+def _looks_semicolon_separated(first_line: str) -> bool:
+    """Return whether a first line with ';' is a header or row separated by semicolons.
+
+    A header qualifies when splitting it by ',' gives one field. A headerless row with
+    decimal commas, such as ``1,5;2,25``, qualifies when every ';'-separated field is a number.
+    """
+    if ";" not in first_line:
+        return False
+    if len(next(csv.reader([first_line], delimiter=","))) == 1:
+        return True
+    fields = next(csv.reader([first_line], delimiter=";"))
+    return all(_number_pattern(",").fullmatch(field.strip()) for field in fields)
+
+
+def _detect_decimal(lines: list[str], delimiter: str) -> str:
+    """Return ',' when the sampled fields use decimal commas, else '.'.
+
+    Comma-separated files always use '.'. Otherwise each field such as ``1,5`` or
+    ``1.234,5`` counts for ',' and each field such as ``1.5`` or ``1,234.5`` counts for '.'.
+    """
+    if delimiter == ",":
+        return "."
+    comma_votes = 0
+    point_votes = 0
+    for row in csv.reader(lines, delimiter=delimiter):
+        for field in row:
+            field = field.strip()
+            if COMMA_DECIMAL.fullmatch(field):
+                comma_votes += 1
+            elif POINT_DECIMAL.fullmatch(field):
+                point_votes += 1
+    return "," if comma_votes > point_votes else "."
+
+
+def _number_pattern(decimal: str) -> re.Pattern[str]:
+    """Return a pattern for a number with ``decimal`` as decimal mark and optional digit grouping.
+
+    The group separator is ',' when the decimal mark is '.', and '.' or a space otherwise.
+    """
+    point = re.escape(decimal)
+    group = "[" + GROUP_SEPARATORS[decimal] + "]"
+    grouped = rf"\d{{1,3}}(?:{group}\d{{3}})+(?:{point}\d*)?"
+    plain = rf"(?:\d+(?:{point}\d*)?|{point}\d+)(?:[eE][+-]?\d+)?"
+    return re.compile(rf"[+-]?(?:{grouped}|{plain})")
+
+
+def _warn_if_numeric_header(column_names: list[str], name: str, decimal: str) -> None:
+    pattern = _number_pattern(decimal)
+    if column_names and all(pattern.fullmatch(cell) for cell in column_names):
+        warnings.warn(
+            f"every column name in input '{name}' is a number (first '{column_names[0]}'), "
+            "so the first line is probably data; pass --no-header if the file has no header row",
+            InputWarning,
+            stacklevel=4,
+        )
+
+
+def _parse_csv(
+    data: bytes, name: str, column_names: list[str], delimiter: str, decimal: str, *, skip_rows: int
+) -> pa.Table:
+    invalid_rows = []
+
+    def record_invalid_row(row) -> str:
+        invalid_rows.append(row)
+        return "error"
+
+    read_options = pa_csv.ReadOptions(column_names=column_names, skip_rows=skip_rows)
+    parse_options = pa_csv.ParseOptions(
+        delimiter=delimiter, newlines_in_values=True, invalid_row_handler=record_invalid_row
+    )
+    convert_options = pa_csv.ConvertOptions(decimal_point=decimal)
+    try:
+        return pa_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+    except pa.ArrowInvalid as error:
+        if invalid_rows:
+            row = invalid_rows[0]
+            raise InputError(
+                f"input '{name}' has {row.expected_columns} columns but a row has {row.actual_columns} "
+                f"fields ({row.text[:80]!r}); check the delimiter and the quoting"
+            ) from None
+        reason = str(error).splitlines()[0]
+        if "UTF8" in reason or "UTF-8" in reason:
+            raise InputError(f"input '{name}' is not valid UTF-8 text ({reason}); convert it to UTF-8") from None
+        raise InputError(f"input '{name}' cannot be parsed as CSV ({reason}); check the delimiter and the quoting") from None
+
+
+def _check_single_column(first_line: str, delimiter: str, name: str) -> None:
+    for other in OTHER_DELIMITERS:
+        if other != delimiter and other in first_line:
+            raise InputError(
+                f"input '{name}' has only one column with delimiter {_delimiter_label(delimiter)} "
+                f"but its first line contains {_delimiter_label(other)}; "
+                f"pass --delimiter {_delimiter_option(other)}"
+            )
+
+
+def _delimiter_label(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else repr(delimiter)
+
+
+def _delimiter_option(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else f"'{delimiter}'"
+
+
+def _convert_number_text(table: pa.Table, decimal: str) -> pa.Table:
+    """Convert text columns whose every value is a number, such as ``"1,234.5"``, to float64.
+
+    Arrow infers such columns as text because of the digit group separators. Empty
+    strings count as missing values. A column with any other text stays unchanged.
+    """
+    pattern = "^" + _number_pattern(decimal).pattern + "$"
+    for position, field in enumerate(table.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        text = pa_compute.utf8_trim_whitespace(table.column(position))
+        text = pa_compute.if_else(pa_compute.equal(text, ""), pa.scalar(None, text.type), text)
+        if text.null_count == len(text):
+            continue
+        if not pa_compute.all(pa_compute.match_substring_regex(text, pattern)).as_py():
+            continue
+        table = table.set_column(position, field.name, _parse_grouped_numbers(text, decimal))
+    return table
+
+
+def _parse_grouped_numbers(text: pa.ChunkedArray, decimal: str) -> pa.ChunkedArray:
+    # Every value matched the number pattern, so these characters can only be group separators.
+    for separator in GROUP_SEPARATORS[decimal]:
+        text = pa_compute.replace_substring(text, separator, "")
+    if decimal == ",":
+        text = pa_compute.replace_substring(text, ",", ".")
+    return pa_compute.cast(text, pa.float64())
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def output_format(destination: str) -> str:
+    """Return the table format of ``destination``: 'csv', 'tsv', 'csv.gz', 'tsv.gz' or 'parquet'.
+
+    ``-`` (standard output) is CSV. Raises OptionError for any other file name ending.
+    """
+    if destination == "-":
+        return "csv"
+    lowered = destination.lower()
+    for ending, table_format in OUTPUT_FORMATS.items():
+        if lowered.endswith(ending):
+            return table_format
+    supported = ", ".join(sorted(OUTPUT_FORMATS))
+    raise OptionError(
+        f"output '{destination}' has an unsupported extension; use one of {supported}, or '-' for CSV on stdout"
+    )
+
+
+def check_output_path(destination: str, *, force: bool, input_path: str | None = None) -> None:
+    """Raise OutputError if ``destination`` cannot or must not be written.
+
+    The destination must not be the input file, its folder must exist, and an existing
+    file is replaced only with ``force``. ``-`` (standard output) always passes.
+    """
+    if destination == "-":
+        return
+
+    if input_path is not None and input_path != "-" and _same_file(destination, input_path):
+        raise OutputError(f"output '{destination}' is the input file; choose another output path")
+
+    folder = os.path.dirname(destination) or "."
+    if not os.path.isdir(folder):
+        raise OutputError(f"output folder '{folder}' does not exist; create it or choose another output path")
+    if os.path.isdir(destination):
+        raise OutputError(f"output '{destination}' is a folder; give a file path")
+    if os.path.lexists(destination) and not force:
+        raise OutputError(f"output '{destination}' exists; pass --force to replace it")
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
+@contextlib.contextmanager
+def atomic_output(destination: str, *, force: bool, input_path: str | None = None) -> Iterator[str]:
+    """Yield a temporary path in the destination folder and rename it to ``destination`` on success.
+
+    The caller writes the whole file to the yielded path. On a normal exit the file is
+    flushed to disk and replaces ``destination``. On any exception, KeyboardInterrupt
+    included, the temporary file is removed and ``destination`` is left as it was.
+    Raises OutputError from the checks of ``check_output_path`` and when the file system
+    rejects the write.
+    """
+    check_output_path(destination, force=force, input_path=input_path)
+    folder = os.path.dirname(destination) or "."
+    try:
+        descriptor, temporary_path = tempfile.mkstemp(dir=folder, prefix=".softkm-", suffix=".tmp")
+    except OSError as error:
+        raise OutputError(
+            f"cannot create a file in output folder '{folder}': {error.strerror}; choose a writable folder"
+        ) from None
+    os.close(descriptor)
+
+    try:
+        yield temporary_path
+        _finish_output(temporary_path, destination, force=force)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary_path)
+        raise
+
+
+def _finish_output(temporary_path: str, destination: str, *, force: bool) -> None:
+    """Flush the written file to disk, give it regular permissions and rename it to ``destination``."""
+    try:
+        with open(temporary_path, "rb+") as file:
+            os.fsync(file.fileno())
+        os.chmod(temporary_path, _output_mode(destination))
+        # NOTE: another process can still create the destination between this check and the rename.
+        if os.path.lexists(destination) and not force:
+            raise OutputError(f"output '{destination}' exists; pass --force to replace it")
+        os.replace(temporary_path, destination)
+    except OSError as error:
+        raise OutputError(f"cannot write output '{destination}': {error.strerror}") from None
+    _fsync_folder(os.path.dirname(destination) or ".")
+
+
+def _output_mode(destination: str) -> int:
+    """Return the permission bits of the replaced file, or 0o666 minus the umask for a new file.
+
+    ``mkstemp`` creates files readable by the owner only, which an output file should not keep.
+    """
+    try:
+        return os.stat(destination).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_folder(folder: str) -> None:
+    """Flush the rename to disk where the platform allows opening a folder."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def write_table(
+    frame: pd.DataFrame, destination: str, *, force: bool = False, input_path: str | None = None
+) -> None:
+    """Write ``frame`` without its index to ``destination``, or as CSV to stdout for ``-``.
+
+    The format follows the extension (see ``output_format``). Floats are written so that
+    reading them back gives the same float64 values, and the same frame always gives the
+    same bytes. Files are written through ``atomic_output``.
+
+    Raises OptionError for an unsupported extension, OutputError when the file must not or
+    cannot be written, and OutputClosed when the reader of stdout closed the pipe.
+    """
+    table_format = output_format(destination)
+    if destination == "-":
+        _write_stdout(frame)
+        return
+
+    with atomic_output(destination, force=force, input_path=input_path) as temporary_path:
+        try:
+            _write_file(frame, temporary_path, table_format)
+        except OSError as error:
+            raise OutputError(f"cannot write output '{destination}': {error.strerror or error}") from None
+
+
+def _write_file(frame: pd.DataFrame, path: str, table_format: str) -> None:
+    if table_format == "parquet":
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table, path)
+        return
+
+    separator = "\t" if table_format.startswith("tsv") else ","
+    with open(path, "wb") as file:
+        if table_format.endswith(".gz"):
+            # An empty file name and a zero modification time keep the gzip header deterministic.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0) as compressed:
+                _write_csv(frame, compressed, separator)
+        else:
+            _write_csv(frame, file, separator)
+
+
+def _write_csv(frame: pd.DataFrame, binary_file, separator: str) -> None:
+    # pandas writes floats with repr(), which reads back to the same float64.
+    frame.to_csv(binary_file, sep=separator, index=False, lineterminator="\n", encoding="utf-8")
+
+
+def _write_stdout(frame: pd.DataFrame) -> None:
+    try:
+        sys.stdout.flush()
+        _write_csv(frame, sys.stdout.buffer, ",")
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        _redirect_stdout_to_devnull()
+        raise OutputClosed() from None
+
+
+def _redirect_stdout_to_devnull() -> None:
+    """Point the stdout descriptor at /dev/null so the flush at interpreter exit cannot fail again.
+
+    This follows the SIGPIPE note in the documentation of Python's ``signal`` module.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
