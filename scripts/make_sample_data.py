@@ -45,15 +45,15 @@ def make_blobs(
 
 
 def make_separated_blobs(rng: np.random.Generator) -> pd.DataFrame:
-    """Return 600 rows of 2 features around 4 centres 10 units apart, with standard deviation 1."""
+    """Return 600 rows of 2 features around 4 centers 10 units apart, with standard deviation 1."""
     centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
     return make_blobs(rng, centers, n_samples=600, std=1.0, decimals=3)
 
 
 def make_overlapping_blobs(rng: np.random.Generator) -> pd.DataFrame:
-    """Return 1500 rows of 5 features around 6 random centres, with standard deviation 1.5.
+    """Return 1500 rows of 5 features around 6 random centers, with standard deviation 1.5.
 
-    The centres are drawn uniformly from [-4, 4] in each feature, so the clusters overlap.
+    The centers are drawn uniformly from [-4, 4] in each feature, so the clusters overlap.
     """
     centers = rng.uniform(-4.0, 4.0, size=(6, 5))
     return make_blobs(rng, centers, n_samples=1500, std=1.5, decimals=3)

@@ -1,7 +1,7 @@
 """Select the feature columns of a table, validate their values and build the feature matrix.
 
-Also holds the Standardizer, which centres each feature on its (weighted) mean and divides it
-by its (weighted) standard deviation, and which is stored in the model file.
+Also defines the Standardizer, which centers each feature on its (weighted) mean and divides
+it by its (weighted) standard deviation. Its parameters are stored in the model file.
 
 Row numbers in messages are 1-based data row numbers: row 1 is the first row after the header.
 """
@@ -87,6 +87,10 @@ def extract_features(
     options, and InputError for unknown columns and invalid values.
     """
     _check_options(missing, dtype)
+    if len(frame) == 0:
+        raise InputError("the table has no data rows; pass a table with at least one row")
+    if columns is not None and not columns:
+        raise OptionError("--columns names no column; name at least one feature column or omit it")
     labels = _column_labels(frame)
     _check_column_options(labels, columns, exclude, weights)
 
@@ -374,7 +378,7 @@ def _cast_features(X: np.ndarray, feature_names: list[str], keep: np.ndarray, dt
 
 @dataclass
 class Standardizer:
-    """Per-feature centring and scaling: X' = (X - mean) / scale.
+    """Per-feature centering and scaling: X' = (X - mean) / scale.
 
     mean: (n_features,) float64 weighted means.
     scale: (n_features,) float64 weighted population standard deviations, or 1 for a
@@ -420,8 +424,8 @@ class Standardizer:
         X = np.asarray(X)
         self._check_n_features(X, "data")
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        centred = X.astype(dtype, copy=False) - self.mean.astype(dtype)
-        return np.ascontiguousarray(centred / self.scale.astype(dtype))
+        centered = X.astype(dtype, copy=False) - self.mean.astype(dtype)
+        return np.ascontiguousarray(centered / self.scale.astype(dtype))
 
     def inverse_transform(self, centroids: np.ndarray) -> np.ndarray:
         """Return centroids (n_clusters, n_features) in the original units, as float64."""
@@ -429,10 +433,10 @@ class Standardizer:
         self._check_n_features(centroids, "centroids")
         return centroids * self.scale + self.mean
 
-    def _check_n_features(self, array: np.ndarray, what: str) -> None:
+    def _check_n_features(self, array: np.ndarray, array_name: str) -> None:
         if array.ndim != 2 or array.shape[1] != self.mean.shape[0]:
             raise InputError(
-                f"{what} of shape {array.shape} do not match the standardizer, which was fitted on "
+                f"{array_name} of shape {array.shape} do not match the standardizer, which was fitted on "
                 f"{self.mean.shape[0]} features; pass (n, {self.mean.shape[0]}) data"
             )
 

@@ -36,6 +36,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 STDIN_NAME = "<stdin>"
 
+NON_SPACE = re.compile(rb"\S")
+LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
 # Number of leading bytes used to detect binary content, the delimiter and the decimal mark.
 SNIFF_BYTES = 64 * 1024
 
@@ -82,15 +85,21 @@ def read_table(
 ) -> pd.DataFrame:
     """Read a CSV, gzip-compressed CSV or Parquet table into a DataFrame.
 
-    ``source`` is a file path or ``-`` for standard input, which is read fully into memory
-    before its format is detected. Files are read fully into memory too. ``delimiter`` and
-    ``decimal`` apply to CSV only: by default the delimiter is ``,`` (tab for ``.tsv`` and
-    ``.tsv.gz``), or ``;`` when the first line has no comma but semicolons, and the decimal
-    mark is detected for delimiters other than ``,``. With ``header=False`` the columns are
-    named ``x1`` to ``xd``. Rows keep the order of the input.
+    ``source`` is a file path or ``-`` for standard input. Either is read fully into memory
+    before its format is detected. ``delimiter`` and ``decimal`` apply to CSV only. The
+    default delimiter is tab for ``.tsv`` and ``.tsv.gz`` names and ``,`` otherwise. It is
+    ``;`` instead when ``decimal`` is ',' or when the first line contains ';' and either has
+    no comma outside quotes or is a row of decimal-comma numbers. For delimiters other than
+    ``,`` the decimal mark is detected from the first 64 KiB. With ``header=False`` the
+    columns are named ``x1`` to ``xd``.
 
-    Raises InputError when the source is missing, empty, has no data rows, or is not the
-    format that its content or extension says. Raises OptionError for an invalid
+    Rows keep the order of the input, but blank lines are skipped. A CSV text column whose
+    values are all numbers with digit grouping, such as ``"1,234.5"``, becomes float64, and
+    a column without any value becomes float64 NaN. A named pandas index stored in Parquet
+    becomes a column.
+
+    Raises InputError when the source is missing, empty or without data rows, or when its
+    content is not a readable table of the format that its extension names. Raises OptionError for an invalid
     ``delimiter`` or ``decimal``.
     """
     name = STDIN_NAME if source == "-" else source
@@ -131,7 +140,7 @@ def _decompress_if_gzip(data: bytes, name: str) -> bytes:
 
 
 def _expected_format(name: str) -> str | None:
-    """Return 'Parquet' or 'CSV' as the extension of ``name`` says, or None for other names."""
+    """Return 'Parquet' or 'CSV' for names with these extensions, or None for other names."""
     lowered = name.lower()
     if lowered.endswith((".parquet", ".pq")):
         return "Parquet"
@@ -146,7 +155,7 @@ def _check_text(data: bytes, name: str) -> None:
     Only the first SNIFF_BYTES are checked for binary content. Invalid UTF-8 further on is
     reported by the CSV parser.
     """
-    if not data.removeprefix(UTF8_BOM).strip():
+    if _text_start(data) is None:
         raise InputError(f"input '{name}' is empty; pass a CSV or Parquet file with a header row and data rows")
 
     sample = data[:SNIFF_BYTES]
@@ -155,7 +164,7 @@ def _check_text(data: bytes, name: str) -> None:
         expected = _expected_format(name)
         if expected is not None:
             raise InputError(
-                f"input '{name}' is not a {expected} file although its extension says so "
+                f"input '{name}' has a {expected} extension but is not a {expected} file "
                 f"(binary content, first bytes {first_bytes}); pass a CSV, gzip-compressed CSV or Parquet file"
             )
         raise InputError(
@@ -225,9 +234,12 @@ def _check_unique_names(names: list[str], name: str) -> None:
 
 
 def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool) -> pd.DataFrame:
-    data = data.removeprefix(UTF8_BOM).lstrip(b" \t\r\n")
-    sample_text = codecs.getincrementaldecoder("utf-8")().decode(data[:SNIFF_BYTES], final=False)
-    sample_lines = sample_text.splitlines()
+    start = _text_start(data)
+    # The sample extends to the end of the first line, however long the header is.
+    first_break = LINE_BREAK.search(data, start)
+    sample_end = max(start + SNIFF_BYTES, first_break.end() if first_break else len(data))
+    sample_text = codecs.getincrementaldecoder("utf-8")().decode(data[start:sample_end], final=False)
+    sample_lines = re.split(r"\r\n|\r|\n", sample_text)
     first_line = sample_lines[0]
 
     if decimal is not None and decimal not in (".", ","):
@@ -239,7 +251,7 @@ def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | N
 
     first_row = next(csv.reader(io.StringIO(sample_text, newline=""), delimiter=delimiter))
     if header:
-        if not _has_text_after_first_line(data):
+        if not _has_text_after_first_line(data, start):
             raise InputError(f"input '{name}' has a header but no data rows")
         column_names = [cell.strip() for cell in first_row]
         _check_unique_names(column_names, name)
@@ -247,19 +259,28 @@ def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | N
     else:
         column_names = [f"x{position}" for position in range(1, len(first_row) + 1)]
 
-    table = _parse_csv(data, name, column_names, delimiter, decimal, skip_rows=1 if header else 0)
+    # Slicing an Arrow buffer does not copy the data.
+    text = pa.py_buffer(data)[start:]
+    table = _parse_csv(text, name, column_names, delimiter, decimal, skip_rows=1 if header else 0)
     if table.num_rows == 0:
         raise InputError(f"input '{name}' has a header but no data rows")
     if table.num_columns == 1:
         _check_single_column(first_line, delimiter, name)
+    _check_utf8_columns(table, name)
 
     table = _convert_number_text(_null_columns_to_float(table), decimal)
     return table.to_pandas()
 
 
-def _has_text_after_first_line(data: bytes) -> bool:
-    parts = re.split(rb"\r\n|\r|\n", data, maxsplit=1)
-    return len(parts) == 2 and bool(parts[1].strip())
+def _text_start(data: bytes) -> int | None:
+    """Return the offset of the first character that is not whitespace or a UTF-8 BOM, or None."""
+    first = NON_SPACE.search(data, len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0)
+    return None if first is None else first.start()
+
+
+def _has_text_after_first_line(data: bytes, start: int) -> bool:
+    line_break = LINE_BREAK.search(data, start)
+    return line_break is not None and NON_SPACE.search(data, line_break.end()) is not None
 
 
 def _choose_delimiter(delimiter: str | None, decimal: str | None, name: str, first_line: str) -> str:
@@ -339,7 +360,7 @@ def _warn_if_numeric_header(column_names: list[str], name: str, decimal: str) ->
 
 
 def _parse_csv(
-    data: bytes, name: str, column_names: list[str], delimiter: str, decimal: str, *, skip_rows: int
+    data: pa.Buffer, name: str, column_names: list[str], delimiter: str, decimal: str, *, skip_rows: int
 ) -> pa.Table:
     invalid_rows = []
 
@@ -367,9 +388,17 @@ def _parse_csv(
                 f"fields ({row.text[:80]!r}); check the delimiter and the quoting"
             ) from None
         reason = str(error).splitlines()[0]
-        if "UTF8" in reason or "UTF-8" in reason:
-            raise InputError(f"input '{name}' is not valid UTF-8 text ({reason}); convert it to UTF-8") from None
         raise InputError(f"input '{name}' cannot be parsed as CSV ({reason}); check the delimiter and the quoting") from None
+
+
+def _check_utf8_columns(table: pa.Table, name: str) -> None:
+    """Raise InputError for a column that Arrow read as binary because it has invalid UTF-8."""
+    for field in table.schema:
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            raise InputError(
+                f"input '{name}' is not UTF-8 text (column '{field.name}' has invalid bytes); "
+                "save it with UTF-8 encoding"
+            )
 
 
 def _check_single_column(first_line: str, delimiter: str, name: str) -> None:
@@ -597,7 +626,8 @@ def _write_stdout(frame: pd.DataFrame) -> None:
 def _redirect_stdout_to_devnull() -> None:
     """Point the stdout descriptor at /dev/null so the flush at interpreter exit cannot fail again.
 
-    This follows the SIGPIPE note in the documentation of Python's ``signal`` module.
+    This is the recipe of the section "Note on SIGPIPE" in the documentation of Python's
+    ``signal`` module.
     """
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:

@@ -15,7 +15,7 @@ from softkm import engine
 from softkm.errors import InputError, OptionError
 from softkm.features import FeatureData, extract_features
 from softkm.model import Model
-from softkm.tables import atomic_output, check_output_path, read_table, write_table
+from softkm.tables import atomic_output, check_output_path, output_format, read_table, write_table
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,22 @@ def load_features(source: str, options: ReadOptions, keep: list[str] | None = No
 
 def check_outputs(source: str, outputs: OutputOptions) -> None:
     """Reject unusable output paths before any work is done."""
+    # atomic_output would otherwise create a file literally named '-'.
+    if outputs.model == "-":
+        raise OptionError("--model cannot be '-' (stdout); give a file path such as model.json")
+    if outputs.output == "-" and outputs.centroids == "-":
+        raise OptionError(
+            "the labels and --centroids cannot both go to stdout ('-'); give one of them a file path"
+        )
     paths = [p for p in (outputs.output, outputs.centroids, outputs.model) if p not in (None, "-")]
     if len(set(paths)) != len(paths):
         raise OptionError(f"two outputs share one path ({', '.join(paths)}); give each output its own file")
     input_path = None if source == "-" else source
     for path in paths:
         check_output_path(path, force=outputs.force, input_path=input_path)
+    for path in (outputs.output, outputs.centroids):
+        if path not in (None, "-"):
+            output_format(path)
 
 
 def read_init_centroids(path: str, feature_names: list[str], options: ReadOptions) -> np.ndarray:

@@ -114,6 +114,16 @@ def test_no_feature_columns_lists_columns_found():
     assert "'name', 'flag'" in str(error.value)
 
 
+def test_empty_column_list():
+    with pytest.raises(OptionError, match="--columns names no column"):
+        extract_features(mixed_frame(), columns=[])
+
+
+def test_frame_without_rows():
+    with pytest.raises(InputError, match="no data rows"):
+        extract_features(pd.DataFrame({"a": pd.Series([], dtype=float)}))
+
+
 def test_all_columns_excluded():
     with pytest.raises(InputError, match="no numeric feature columns"):
         extract_features(pd.DataFrame({"a": [1.0]}), exclude=["a"])

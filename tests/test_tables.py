@@ -323,6 +323,26 @@ def test_read_latin1_is_not_utf8(tmp_path):
         read_table(path)
 
 
+def test_read_invalid_utf8_after_first_bytes(tmp_path):
+    path = write_file(tmp_path, "late.csv", b"a,b\n" + b"x,1\n" * 20_000 + b"\xe9,2\n")
+    with pytest.raises(InputError, match="column 'a' has invalid bytes"):
+        read_table(path)
+
+
+def test_read_header_longer_than_sample(tmp_path):
+    names = [f"column{i}" for i in range(10_000)]
+    content = ",".join(names) + "\n" + ",".join("1" for _ in names) + "\n"
+    path = write_file(tmp_path, "wide.csv", content.encode())
+    frame = read_table(path)
+    assert list(frame.columns) == names
+
+
+def test_read_tsv_decimal_comma_detected(tmp_path):
+    path = write_file(tmp_path, "euro.tsv", b"a\tb\n1,5\t2\n")
+    frame = read_table(path)
+    assert frame["a"].tolist() == [1.5]
+
+
 def test_error_messages_are_one_line(tmp_path):
     path = write_file(tmp_path, "ragged.csv", b"a,b\n1,2\n3\n")
     with pytest.raises(InputError) as error:
@@ -442,8 +462,8 @@ def test_read_truncated_parquet(tmp_path):
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("garbage.csv", "is not a CSV file although its extension says so"),
-        ("garbage.parquet", "is not a Parquet file although its extension says so"),
+        ("garbage.csv", "has a CSV extension but is not a CSV file"),
+        ("garbage.parquet", "has a Parquet extension but is not a Parquet file"),
         ("garbage.bin", "is neither CSV text nor Parquet nor gzip"),
     ],
 )
