@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, Optional
@@ -24,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help text is Rich markup, so a literal "[" in it is written "\\[".
+    rich_markup_mode="rich",
 )
 
 
@@ -75,7 +78,7 @@ TauOpt = Annotated[
         callback=_positive_finite,
         help="Temperature relative to the within-cluster scale s (the weighted mean squared distance of "
         "the points to their nearest initial centroid): memberships are softmax(-d / (tau * s)). "
-        "1 is a cluster's own spread, small values approach hard assignment. [default: 0.5]",
+        "1 is a cluster's own spread, small values approach hard assignment. \\[default: 0.5]",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice; the same seed gives the same output bytes.")]
@@ -107,7 +110,7 @@ def fit(
         typer.Option("--tau-start", callback=_positive_finite,
                      help="First temperature of the annealing, relative like --tau. Soft mode anneals geometrically "
                      "from it down to --tau over the first half of --max-iter; gumbel mode follows "
-                     "max(tau, tau_start * exp(-rate * t)). [default: --tau for soft, max(1, --tau) for gumbel]"),
+                     "max(tau, tau_start * exp(-rate * t)). \\[default: --tau for soft, max(1, --tau) for gumbel]"),
     ] = None,
     anneal_rate: Annotated[float, typer.Option("--anneal-rate", min=0.0, help="Gumbel temperature decay rate r per iteration.")] = 0.02,
     straight_through: Annotated[bool, typer.Option("--straight-through", help="Gumbel mode: one-hot samples forward, soft gradient backward.")] = False,
@@ -156,7 +159,7 @@ def fit(
             learning_rate=learning_rate, straight_through=straight_through, batch_size=batch_size,
             standardize=standardize,
         )
-        with report.progress(total=max_iter * n_init, enabled=not quiet) as on_iteration:
+        with _print_warnings(quiet), report.progress(total=max_iter * n_init, enabled=not quiet) as on_iteration:
             job = workflow.run_fit(input, n_clusters, fit_options, read, outputs,
                                    init_path=init if init_is_file else None, on_iteration=on_iteration)
         if not quiet:
@@ -185,7 +188,8 @@ def assign(
 
         read = workflow.ReadOptions(delimiter, decimal, not no_header, missing=missing.value)
         outputs = workflow.OutputOptions(output, keep=_split_names(keep) or [], probabilities=probabilities, force=force)
-        loaded, features, inertia = workflow.run_assign(model, input, read, outputs, tau)
+        with _print_warnings(quiet):
+            loaded, features, inertia = workflow.run_assign(model, input, read, outputs, tau)
         if not quiet:
             report.print_assign_summary(loaded, features, inertia)
 
@@ -216,6 +220,26 @@ def _command(debug: bool):
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _print_warnings(quiet: bool):
+    """Print the warnings raised inside the block as 'softkm: warning:' lines, unless ``quiet``.
+
+    The lines are printed when the block ends, also on an error, so that the error line
+    comes last. Warnings that ``run_fit`` records itself are printed with the summary.
+    """
+    from softkm import report
+    from softkm.errors import SoftkmWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SoftkmWarning)
+        try:
+            yield
+        finally:
+            if not quiet:
+                for message in dict.fromkeys(str(item.message) for item in caught):
+                    report.warning(message)
 
 
 class _Terminated(BaseException):

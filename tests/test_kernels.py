@@ -1,0 +1,531 @@
+"""Chunk kernels of softkm.kernels against slow per-row references.
+
+The references loop over rows in float64 on the same input values that the kernel
+gets, so the only differences are the kernel's rounding errors. Those are bounded
+relative to the scale of the distance expansion ``|x|^2 + |c|^2``, because that
+expansion is what the kernels compute: ``ROUNDING`` is the relative error allowed
+against that scale (1e-6 in float32, whose unit roundoff is 6e-8, and 1e-12 in
+float64). Quantities derived from the distances get first-order bounds built from it.
+"""
+
+import numpy as np
+import pytest
+
+from softkm.chunks import ChunkedData
+from softkm.kernels import (
+    _BLOCK_ENTRIES,
+    ChunkStats,
+    assign_chunk,
+    chunk_rows,
+    cluster_sums,
+    distance_block,
+    gumbel_noise,
+    hard_chunk,
+    relaxed_chunk,
+    row_norms_squared,
+    softmax_rows,
+    uniform_open,
+)
+from softkm.preprocessing import Preprocessing
+
+DTYPES = [np.float32, np.float64]
+ROUNDING = {np.float32: 1e-6, np.float64: 1e-12}
+CASES = ["random", "offset"]
+N_SAMPLES = 240
+N_FEATURES = 5
+N_CLUSTERS = 6
+
+
+def make_case(case, dtype, seed=0, weighted=False):
+    """Build X (n, d), centroids (k, d) in ``dtype`` and float64 weights or None.
+
+    ``random`` is N(0, 3^2) data. ``offset`` is 1e4 + N(0, 1) data, centred and scaled
+    by ``Preprocessing`` as the engine does before any kernel sees it. The centroids
+    are data rows plus small noise, so every point has a few close centroids.
+    """
+    rng = np.random.default_rng(seed)
+    if case == "random":
+        X = rng.normal(scale=3.0, size=(N_SAMPLES, N_FEATURES))
+    else:
+        raw = 1e4 + rng.normal(size=(N_SAMPLES, N_FEATURES))
+        X = Preprocessing.fit(raw).transform(raw, np.float64)
+    centroids = X[rng.choice(N_SAMPLES, N_CLUSTERS, replace=False)]
+    centroids = centroids + rng.normal(scale=0.1, size=centroids.shape)
+
+    sample_weight = None
+    if weighted:
+        sample_weight = rng.uniform(0.1, 3.0, size=N_SAMPLES)
+        sample_weight[::17] = 0.0
+    return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(centroids, dtype=dtype), sample_weight
+
+
+def reference_distances(X, centroids):
+    """Return squared distances (n, k) in float64, one row at a time."""
+    X = X.astype(np.float64)
+    centroids = centroids.astype(np.float64)
+    distances = np.empty((X.shape[0], centroids.shape[0]))
+    for i, row in enumerate(X):
+        distances[i] = ((row - centroids) ** 2).sum(axis=1)
+    return distances
+
+
+def expansion_scale(X, centroids):
+    """Return ``|x|^2 + |c|^2`` (n, k) in float64, the scale of the kernels' rounding error."""
+    x_norms = (X.astype(np.float64) ** 2).sum(axis=1)
+    c_norms = (centroids.astype(np.float64) ** 2).sum(axis=1)
+    return x_norms[:, None] + c_norms[None, :]
+
+
+def weights_or_ones(sample_weight, n_samples):
+    return np.ones(n_samples) if sample_weight is None else sample_weight
+
+
+def reference_cluster_sums(X, labels, sample_weight, n_clusters):
+    """Return per-cluster weighted sums (k, d) and weights (k,) by a loop over rows."""
+    weights = weights_or_ones(sample_weight, len(X))
+    sums = np.zeros((n_clusters, X.shape[1]))
+    totals = np.zeros(n_clusters)
+    for row, label, weight in zip(X.astype(np.float64), labels, weights):
+        sums[label] += weight * row
+        totals[label] += weight
+    return sums, totals
+
+
+def reference_relaxed(X, sample_weight, centroids, temperature, noise, straight_through):
+    """Return the relaxed statistics and memberships (n, k), one row at a time in float64.
+
+    Follows the definitions in ``relaxed_chunk``: ``p = softmax(-d / T + g)``, objective
+    ``w * sum_c p_c d_c`` (or ``w * d_argmax`` straight through) and gradient weights
+    ``G = w p (1 - (d - dbar) / T)`` (or ``w (h - p (d - dbar) / T)``).
+    """
+    distances = reference_distances(X, centroids)
+    weights = weights_or_ones(sample_weight, len(X))
+    n_clusters = centroids.shape[0]
+    X64 = X.astype(np.float64)
+
+    result = {
+        "objective": 0.0,
+        "inertia": 0.0,
+        "sums": np.zeros((n_clusters, X.shape[1])),
+        "weights": np.zeros(n_clusters),
+        "mass": np.zeros(n_clusters),
+    }
+    memberships = np.empty((len(X), n_clusters))
+    for i in range(len(X)):
+        row = distances[i]
+        logits = -row / temperature
+        if noise is not None:
+            logits = logits + noise[i].astype(np.float64)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        memberships[i] = p
+        mean_distance = p @ row
+
+        if straight_through:
+            winner = int(np.argmax(p))
+            onehot = np.zeros(n_clusters)
+            onehot[winner] = 1.0
+            gradient = weights[i] * (onehot - p * (row - mean_distance) / temperature)
+            result["objective"] += weights[i] * row[winner]
+        else:
+            gradient = weights[i] * p * (1.0 - (row - mean_distance) / temperature)
+            result["objective"] += weights[i] * mean_distance
+
+        result["inertia"] += weights[i] * row.min()
+        result["sums"] += np.outer(gradient, X64[i])
+        result["weights"] += gradient
+        result["mass"] += weights[i] * p
+    return result, memberships
+
+
+def relaxed_error_bounds(X, sample_weight, centroids, temperature, noise, straight_through, rounding):
+    """Return first-order absolute error bounds for each output of ``relaxed_chunk``.
+
+    A distance d_xc carries at most ``rounding * (|x|^2 + |c|^2)`` error, so a logit
+    carries at most ``delta_x``: the largest distance error over T plus the rounding of
+    the logit itself. A softmax entry p then moves by at most ``2 delta_x p`` (relative
+    to itself), and each output combines those errors with the terms they multiply.
+    """
+    distances = reference_distances(X, centroids)
+    _, p = reference_relaxed(X, sample_weight, centroids, temperature, noise, straight_through)
+    weights = weights_or_ones(sample_weight, len(X))[:, None]  # (n, 1)
+    X64 = np.abs(X.astype(np.float64))
+
+    distance_error = rounding * expansion_scale(X, centroids)  # (n, k)
+    span = distances.max(axis=1) - distances.min(axis=1)
+    noise_size = 0.0 if noise is None else np.abs(noise.astype(np.float64)).max(axis=1)
+    delta = distance_error.max(axis=1) / temperature + rounding * (span / temperature + noise_size + 1.0)
+    delta = delta[:, None]  # (n, 1)
+
+    mean_distance = (p * distances).sum(axis=1, keepdims=True)  # (n, 1)
+    mean_error = 2.0 * delta * mean_distance + (p * distance_error).sum(axis=1, keepdims=True)
+    objective_error = weights * (
+        mean_error + distance_error.max(axis=1, keepdims=True) + rounding * mean_distance
+    )
+    # |G_xc| <= w p_xc (1 + |d_xc - dbar_x| / T) in both the soft and straight-through forms.
+    gradient_size = weights * p * (1.0 + np.abs(distances - mean_distance) / temperature)
+    gradient_error = (2.0 * delta + rounding) * gradient_size + weights * p * (
+        distance_error + mean_error
+    ) / temperature
+    nearest = distances.argmin(axis=1)
+    return {
+        "memberships": 2.0 * delta * p + np.finfo(X.dtype).tiny,
+        "objective": objective_error.sum(),
+        "inertia": (weights[:, 0] * distance_error[np.arange(len(X)), nearest]).sum(),
+        "mass": (weights * 2.0 * delta * p).sum(axis=0),
+        "weights": gradient_error.sum(axis=0),
+        "sums": gradient_error.T @ X64 + rounding * (gradient_size.T @ X64),
+    }
+
+
+def kernel_inputs(X, centroids):
+    return X, row_norms_squared(X), centroids, row_norms_squared(centroids)
+
+
+# ---------------------------------------------------------------- distances
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_distance_block_matches_reference(dtype, case):
+    X, centroids, _ = make_case(case, dtype)
+    X, x_norms, centroids, c_norms = kernel_inputs(X, centroids)
+
+    distances = distance_block(X, x_norms, centroids, c_norms)
+    expected = reference_distances(X, centroids)
+    tolerance = ROUNDING[dtype] * expansion_scale(X, centroids)
+
+    assert distances.shape == (N_SAMPLES, N_CLUSTERS)
+    assert distances.dtype == dtype
+    assert np.all(np.abs(distances - expected) <= tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_distance_block_clamps_at_zero(dtype):
+    X, _, _ = make_case("random", dtype)
+    centroids = np.ascontiguousarray(X[:N_CLUSTERS])
+
+    distances = distance_block(*kernel_inputs(X, centroids))
+
+    assert np.all(distances >= 0)
+
+
+# ---------------------------------------------------------------- assignment
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_assign_chunk_matches_reference(dtype, case):
+    X, centroids, _ = make_case(case, dtype)
+    labels, nearest = assign_chunk(*kernel_inputs(X, centroids))
+
+    expected = reference_distances(X, centroids)
+    expected_labels = expected.argmin(axis=1)
+    expected_nearest = expected.min(axis=1)
+    tolerance = ROUNDING[dtype] * expansion_scale(X, centroids).max(axis=1)
+    # Rows whose two nearest centroids are closer than the rounding error may go either way.
+    ordered = np.sort(expected, axis=1)
+    clear = ordered[:, 1] - ordered[:, 0] > 2 * tolerance
+    chosen = expected[np.arange(N_SAMPLES), labels]
+
+    assert labels.dtype == np.int64
+    assert clear.mean() > 0.9
+    assert np.array_equal(labels[clear], expected_labels[clear])
+    assert np.all(chosen <= expected_nearest + 2 * tolerance)
+    assert np.all(np.abs(nearest - expected_nearest) <= tolerance)
+
+
+@pytest.mark.parametrize("duplicate_at", [0, 1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_assign_chunk_tie_lower_index(dtype, duplicate_at):
+    X, _, _ = make_case("random", dtype)
+    X = np.ascontiguousarray(X[:20])
+    centroids = np.full((4, N_FEATURES), 1e3, dtype=dtype)
+    centroids[duplicate_at] = X.mean(axis=0)
+    centroids[duplicate_at + 1] = X.mean(axis=0)
+
+    labels, _ = assign_chunk(*kernel_inputs(X, centroids))
+    hard_labels, _, _ = hard_chunk(X, row_norms_squared(X), None, centroids, row_norms_squared(centroids))
+
+    assert np.all(labels == duplicate_at)
+    assert np.all(hard_labels == duplicate_at)
+
+
+# ---------------------------------------------------------------- hard statistics
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cluster_sums_matches_reference(dtype, weighted):
+    X, _, sample_weight = make_case("random", dtype, weighted=weighted)
+    rng = np.random.default_rng(5)
+    # Cluster 3 gets no rows, so its sums and weight must stay 0.
+    labels = rng.choice([0, 1, 2, 4], size=N_SAMPLES)
+
+    sums, weights = cluster_sums(X, labels, sample_weight, N_CLUSTERS)
+    expected_sums, expected_weights = reference_cluster_sums(X, labels, sample_weight, N_CLUSTERS)
+    magnitude, _ = reference_cluster_sums(np.abs(X), labels, sample_weight, N_CLUSTERS)
+
+    assert sums.dtype == np.float64
+    assert weights.dtype == np.float64
+    assert np.all(np.abs(sums - expected_sums) <= ROUNDING[dtype] * magnitude)
+    assert np.allclose(weights, expected_weights, rtol=1e-12, atol=0)
+    assert np.all(sums[3] == 0)
+    assert weights[3] == 0
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hard_chunk_matches_reference(dtype, case, weighted):
+    X, centroids, sample_weight = make_case(case, dtype, weighted=weighted)
+    inputs = kernel_inputs(X, centroids)
+
+    labels, nearest, stats = hard_chunk(inputs[0], inputs[1], sample_weight, inputs[2], inputs[3])
+    assigned_labels, assigned_nearest = assign_chunk(*inputs)
+    expected_sums, expected_weights = reference_cluster_sums(X, labels, sample_weight, N_CLUSTERS)
+    magnitude, _ = reference_cluster_sums(np.abs(X), labels, sample_weight, N_CLUSTERS)
+
+    weights = weights_or_ones(sample_weight, N_SAMPLES)
+    expected_inertia = weights @ reference_distances(X, centroids).min(axis=1)
+    inertia_tolerance = ROUNDING[dtype] * (weights @ expansion_scale(X, centroids).max(axis=1))
+
+    assert np.array_equal(labels, assigned_labels)
+    assert np.array_equal(nearest, assigned_nearest)
+    assert np.all(np.abs(stats.sums - expected_sums) <= ROUNDING[dtype] * magnitude)
+    assert np.allclose(stats.weights, expected_weights, rtol=1e-12, atol=0)
+    assert abs(stats.inertia - expected_inertia) <= inertia_tolerance
+    assert stats.objective == stats.inertia
+    assert stats.mass is None
+
+
+# ---------------------------------------------------------------- relaxed statistics
+
+RELAXED_VARIANTS = ["soft", "noise", "straight_through"]
+
+
+def relaxed_problem(case, dtype, weighted, variant):
+    """Return (X, weights, centroids, temperature, noise, straight_through) for one variant.
+
+    The temperature is half the mean squared distance to the nearest centroid, the
+    engine's default ``tau * s``. The noise is Gumbel noise divided by tau = 0.5.
+    """
+    X, centroids, sample_weight = make_case(case, dtype, weighted=weighted)
+    temperature = 0.5 * float(reference_distances(X, centroids).min(axis=1).mean())
+    noise = None
+    if variant in ("noise", "straight_through"):
+        noise = gumbel_noise(np.random.default_rng(3), (N_SAMPLES, N_CLUSTERS), np.dtype(dtype)) / dtype(0.5)
+    return X, sample_weight, centroids, temperature, noise, variant == "straight_through"
+
+
+@pytest.mark.parametrize("variant", RELAXED_VARIANTS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant):
+    X, sample_weight, centroids, temperature, noise, straight_through = relaxed_problem(
+        case, dtype, weighted, variant
+    )
+    stats, memberships = relaxed_chunk(
+        X, row_norms_squared(X), sample_weight, centroids, row_norms_squared(centroids), temperature,
+        noise=noise, straight_through=straight_through, return_responsibilities=True,
+    )
+    expected, expected_memberships = reference_relaxed(
+        X, sample_weight, centroids, temperature, noise, straight_through
+    )
+    bounds = relaxed_error_bounds(
+        X, sample_weight, centroids, temperature, noise, straight_through, ROUNDING[dtype]
+    )
+
+    assert np.all(np.abs(memberships - expected_memberships) <= bounds["memberships"])
+    assert abs(stats.objective - expected["objective"]) <= bounds["objective"]
+    assert abs(stats.inertia - expected["inertia"]) <= bounds["inertia"]
+    assert np.all(np.abs(stats.mass - expected["mass"]) <= bounds["mass"])
+    assert np.all(np.abs(stats.weights - expected["weights"]) <= bounds["weights"])
+    assert np.all(np.abs(stats.sums - expected["sums"]) <= bounds["sums"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_chunk_without_memberships(dtype):
+    X, sample_weight, centroids, temperature, noise, _ = relaxed_problem("random", dtype, False, "soft")
+
+    _, memberships = relaxed_chunk(
+        X, row_norms_squared(X), sample_weight, centroids, row_norms_squared(centroids), temperature
+    )
+
+    assert memberships is None
+
+
+# ---------------------------------------------------------------- softmax and noise
+
+
+# In float32, -3e38 minus the row maximum 3e38 overflows to -inf, whose exponential is 0.
+@pytest.mark.filterwarnings("ignore:overflow encountered in subtract:RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_rows_extreme_logits(dtype):
+    # 1e300 overflows float32, so float32 uses values near its own maximum.
+    magnitude = 1e300 if dtype == np.float64 else 3e38
+    rng = np.random.default_rng(0)
+    signs = rng.choice([-1.0, 1.0], size=(200, 7))
+    logits = (signs * magnitude).astype(dtype)
+    logits[0] = -magnitude
+    logits[1] = magnitude
+    logits[2, 0] = 0.0
+
+    memberships = softmax_rows(logits.copy())
+    row_sums = memberships.sum(axis=1, dtype=np.float64)
+    positive = signs > 0
+    # Rows with at least one +magnitude entry put all their mass on those entries.
+    mixed = positive.any(axis=1) & ~positive.all(axis=1)
+    mixed[:3] = False
+
+    assert not np.any(np.isnan(memberships))
+    assert np.allclose(row_sums, 1.0, rtol=0, atol=10 * np.finfo(dtype).eps)
+    assert mixed.sum() > 100
+    assert np.all(memberships[mixed][~positive[mixed]] == 0)
+    assert np.allclose(memberships[0], 1.0 / 7, rtol=1e-6)
+    assert np.allclose(memberships[1], 1.0 / 7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_uniform_open_bounds(dtype):
+    rng = np.random.default_rng(12345)
+
+    u = uniform_open(rng, (4_000_000,))
+    noise = gumbel_noise(rng, (4_000_000,), np.dtype(dtype))
+
+    assert u.min() > 0.0
+    assert u.max() < 1.0
+    assert noise.dtype == dtype
+    assert np.all(np.isfinite(noise))
+    assert noise.min() >= -np.log(-np.log(2.0**-53)) - 1e-6
+    assert noise.max() <= -np.log(2.0**-53) + 1e-6
+
+
+class ExtremeIntegers:
+    """A stand-in Generator whose ``integers`` returns the lowest and highest draws."""
+
+    def integers(self, low, high, size, dtype):
+        values = np.empty(size, dtype=dtype)
+        values.flat[0::2] = low
+        values.flat[1::2] = high - 1
+        return values
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_uniform_open_extreme_draws(dtype):
+    u = uniform_open(ExtremeIntegers(), (4,))
+    noise = gumbel_noise(ExtremeIntegers(), (4,), np.dtype(dtype))
+
+    assert u.min() > 0.0
+    assert u.max() < 1.0
+    assert np.all(np.isfinite(noise))
+
+
+# ---------------------------------------------------------------- chunking
+
+
+def block_budget(n_clusters):
+    """Return the largest allowed distance block: the budget, or one row when k exceeds it."""
+    return max(_BLOCK_ENTRIES, n_clusters)
+
+
+CHUNK_BUDGET_BUG = (
+    "chunk_rows floors the row count at _MIN_CHUNK_ROWS = 256, so for n_clusters > "
+    "_BLOCK_ENTRIES / 256 = 1024 the (rows, n_clusters) block exceeds its budget"
+)
+
+
+@pytest.mark.parametrize(
+    "n_clusters",
+    [
+        1,
+        7,
+        100,
+        1024,
+        pytest.param(1025, marks=pytest.mark.xfail(strict=True, reason=CHUNK_BUDGET_BUG)),
+        pytest.param(5000, marks=pytest.mark.xfail(strict=True, reason=CHUNK_BUDGET_BUG)),
+        pytest.param(100_000, marks=pytest.mark.xfail(strict=True, reason=CHUNK_BUDGET_BUG)),
+    ],
+)
+def test_chunk_rows_within_budget(n_clusters):
+    rows = chunk_rows(1_000_000, n_clusters)
+
+    assert rows >= 1
+    assert rows * n_clusters <= block_budget(n_clusters)
+
+
+@pytest.mark.parametrize("n_samples", [1, 255, 256, 257, 10_000])
+def test_chunk_rows_at_most_n_samples(n_samples):
+    rows = chunk_rows(n_samples, 3)
+
+    assert 1 <= rows <= n_samples
+
+
+# ---------------------------------------------------------------- chunk addition
+
+CHUNK_SIZES = [1, 7, 64, N_SAMPLES - 1, N_SAMPLES]
+
+
+@pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hard_stats_chunk_sum(dtype, chunk_size):
+    X, centroids, sample_weight = make_case("offset", dtype, weighted=True)
+    c_norms = row_norms_squared(centroids)
+    data = ChunkedData.build(X, sample_weight, N_CLUSTERS, chunk_size)
+
+    chunked = data.reduce(
+        lambda chunk: hard_chunk(chunk.X, chunk.x_squared_norms, chunk.sample_weight, centroids, c_norms)[2],
+        N_CLUSTERS,
+    )
+    _, _, whole = hard_chunk(X, row_norms_squared(X), sample_weight, centroids, c_norms)
+    labels, _ = assign_chunk(X, row_norms_squared(X), centroids, c_norms)
+    magnitude, _ = reference_cluster_sums(np.abs(X), labels, sample_weight, N_CLUSTERS)
+    inertia_tolerance = 2 * ROUNDING[dtype] * (sample_weight @ expansion_scale(X, centroids).max(axis=1))
+
+    assert len(list(data.chunks())) == -(-N_SAMPLES // chunk_size)
+    assert np.all(np.abs(chunked.sums - whole.sums) <= 2 * ROUNDING[dtype] * magnitude)
+    assert np.allclose(chunked.weights, whole.weights, rtol=1e-12, atol=0)
+    assert abs(chunked.inertia - whole.inertia) <= inertia_tolerance
+    assert abs(chunked.objective - whole.objective) <= inertia_tolerance
+
+
+@pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_stats_chunk_sum(dtype, chunk_size):
+    X, sample_weight, centroids, temperature, noise, _ = relaxed_problem("offset", dtype, True, "noise")
+    c_norms = row_norms_squared(centroids)
+    data = ChunkedData.build(X, sample_weight, N_CLUSTERS, chunk_size)
+
+    def kernel(chunk):
+        stats, _ = relaxed_chunk(
+            chunk.X, chunk.x_squared_norms, chunk.sample_weight, centroids, c_norms, temperature,
+            noise=noise[chunk.rows],
+        )
+        return stats
+
+    chunked = data.reduce(kernel, N_CLUSTERS)
+    whole, _ = relaxed_chunk(X, row_norms_squared(X), sample_weight, centroids, c_norms, temperature, noise=noise)
+    bounds = relaxed_error_bounds(X, sample_weight, centroids, temperature, noise, False, ROUNDING[dtype])
+
+    assert abs(chunked.objective - whole.objective) <= 2 * bounds["objective"]
+    assert abs(chunked.inertia - whole.inertia) <= 2 * bounds["inertia"]
+    assert np.all(np.abs(chunked.mass - whole.mass) <= 2 * bounds["mass"])
+    assert np.all(np.abs(chunked.weights - whole.weights) <= 2 * bounds["weights"])
+    assert np.all(np.abs(chunked.sums - whole.sums) <= 2 * bounds["sums"])
+
+
+def test_chunk_stats_add_mass():
+    total = ChunkStats.zeros(2, 3)
+    first = ChunkStats(np.ones((2, 3)), np.array([1.0, 2.0]), 1.5, 0.5, np.array([0.25, 0.75]))
+    second = ChunkStats(np.full((2, 3), 2.0), np.array([3.0, 4.0]), 2.5, 1.5, np.array([1.0, 2.0]))
+
+    total.add(first)
+    total.add(second)
+
+    assert np.array_equal(total.sums, np.full((2, 3), 3.0))
+    assert np.array_equal(total.weights, np.array([4.0, 6.0]))
+    assert total.objective == 4.0
+    assert total.inertia == 2.0
+    assert np.array_equal(total.mass, np.array([1.25, 2.75]))
+    assert np.array_equal(first.mass, np.array([0.25, 0.75]))
