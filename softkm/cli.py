@@ -194,6 +194,70 @@ def assign(
             report.print_assign_summary(loaded, features, inertia)
 
 
+@app.command()
+def compare(
+    input: InputArg,
+    n_clusters: ClustersOpt,
+    modes: Annotated[str, typer.Option("--modes", help="Comma-separated modes to compare: hard, soft, gumbel.")] = "hard,soft,gumbel",
+    tau: Annotated[
+        str,
+        typer.Option("--tau", help="Comma-separated temperatures for soft and gumbel, each relative to the within-cluster "
+                     "scale s as in softkm fit; one row per mode and tau."),
+    ] = "0.5",
+    seed: SeedOpt = 0,
+    n_init: Annotated[int, typer.Option("--n-init", min=1, help="Restarts per fit; the best is kept. Every mode starts each restart from the same k-means++ centroids.")] = 1,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Runs of each fit for timing; the runtime column is their median.")] = 1,
+    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Maximum iterations per restart.")] = 300,
+    tol: Annotated[float, typer.Option("--tol", min=0.0, help="Convergence tolerance, as in softkm fit.")] = 1e-4,
+    truth: Annotated[Optional[str], typer.Option("--truth", help="Column of true labels: left out of the features, and adds the columns ari, nmi and centroid_index.")] = None,
+    output_format: Annotated[
+        Optional[str],
+        typer.Option("--format", help="table, json, csv or markdown. \\[default: table when stdout is a terminal, else csv]"),
+    ] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write convergence curves and a scatter of the clusters of each fit to this .png or .svg file (needs matplotlib).")] = None,
+    columns: ColumnsOpt = None,
+    exclude: ExcludeOpt = None,
+    weights: WeightsOpt = None,
+    missing: MissingOpt = Missing.error,
+    dtype: DtypeOpt = Dtype.float64,
+    standardize: StandardizeOpt = False,
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = None,
+    no_header: NoHeaderOpt = False,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fit INPUT in every mode from the same starts and print the results side by side."""
+    with _command(debug):
+        from softkm import comparison, report, workflow
+        from softkm.errors import OptionError
+
+        if output_format is not None and output_format not in report.COMPARE_FORMATS:
+            raise typer.BadParameter(
+                f"{output_format!r} is not one of {', '.join(report.COMPARE_FORMATS)}", param_hint="'--format'"
+            )
+        try:
+            taus = comparison.parse_taus(tau)
+        except OptionError as error:
+            raise typer.BadParameter(str(error), param_hint="'--tau'") from None
+        settings = comparison.CompareSettings(
+            comparison.parse_modes(modes), taus, seed, n_init, repeat, max_iter, tol, standardize, dtype.value
+        )
+        read = workflow.ReadOptions(delimiter, decimal, not no_header, _split_names(columns), _split_names(exclude),
+                                    weights, missing.value, dtype.value)
+        input_path = None if input == "-" else input
+        if plot is not None:
+            from softkm import plotting
+
+            plotting.check_plot_output(plot, force=force, input_path=input_path)
+        with _print_warnings(quiet):
+            result = comparison.run_compare(input, n_clusters, settings, read, truth)
+        if plot is not None:
+            plotting.write_comparison_plot(result, plot, force=force, input_path=input_path)
+        report.print_comparison(result, output_format or ("table" if sys.stdout.isatty() else "csv"))
+
+
 @contextmanager
 def _command(debug: bool):
     """Turn softkm's errors, interrupts and closed pipes into exit codes and one-line messages."""

@@ -51,7 +51,9 @@ class FitResult:
     (z-scored units with ``standardize``). ``scale`` is the within-cluster scale s, the
     weighted mean squared distance to the nearest initial centroid, in every mode, and
     ``temperature`` the absolute temperature ``tau * s`` (None in hard mode).
-    ``history`` lists the iterations of the best restart, in working units.
+    ``history`` lists the iterations of the best restart, in working units, and
+    ``restart_scores`` the value each restart was ranked by (the soft objective in soft
+    mode, else the inertia), per unit weight, in squared user units.
     """
 
     centroids: np.ndarray
@@ -72,7 +74,7 @@ class FitResult:
     runtime: float
     history: list[IterationRecord] = field(default_factory=list)
     best_restart: int = 0
-    restart_inertias: list[float] = field(default_factory=list)
+    restart_scores: list[float] = field(default_factory=list)
     n_relocated: int = 0
 
 
@@ -263,7 +265,7 @@ def _finish(
         runtime=time.perf_counter() - started,
         history=run.history,
         best_restart=best_restart,
-        restart_inertias=restart_scores,
+        restart_scores=restart_scores,
         n_relocated=run.n_relocated,
     )
 
@@ -360,8 +362,13 @@ def _check_sample_weight(sample_weight: np.ndarray | None, n_samples: int) -> np
     weights = np.asarray(sample_weight, dtype=np.float64)
     if weights.shape != (n_samples,):
         raise OptionError(f"sample_weight must have shape ({n_samples},), got {weights.shape}")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise OptionError("sample_weight must be finite and non-negative")
+    invalid = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if len(invalid):
+        row = int(invalid[0])
+        raise OptionError(
+            f"sample_weight must be finite and non-negative, got {weights[row]!r} at row {row} "
+            f"({len(invalid)} invalid row(s)); fix or drop those weights"
+        )
     if weights.sum() <= 0:
         raise OptionError("sample_weight is zero for every row; give at least one row a positive weight")
     return weights

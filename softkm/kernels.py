@@ -32,7 +32,9 @@ def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None) -
     """Return the number of rows per chunk for a distance block of n_clusters columns."""
     if chunk_size is not None:
         return max(1, min(chunk_size, max(n_samples, 1)))
-    rows = max(_MIN_CHUNK_ROWS, _BLOCK_ENTRIES // max(n_clusters, 1))
+    rows = _BLOCK_ENTRIES // max(n_clusters, 1)
+    if rows < _MIN_CHUNK_ROWS and _MIN_CHUNK_ROWS * n_clusters <= _BLOCK_ENTRIES:
+        rows = _MIN_CHUNK_ROWS
     return max(1, min(rows, max(n_samples, 1)))
 
 

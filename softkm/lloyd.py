@@ -137,6 +137,15 @@ def relocate_empty(
         return 0
     # Stable sort on the negated distance: among equal distances the lowest row wins.
     farthest = np.argsort(-nearest.astype(np.float64), kind="stable")[: len(empty)]
+    # A point already on its centroid would only duplicate that centroid, which loses
+    # the tie again next iteration: with fewer distinct points than clusters, the
+    # surplus clusters stay empty instead of cycling. Distances below the rounding error
+    # of the expansion |x|^2 - 2 x.c + |c|^2 count as zero.
+    rounding = 16 * np.finfo(data.X.dtype).eps * float(data.x_squared_norms.max())
+    farthest = farthest[nearest[farthest] > rounding]
+    empty = empty[: len(farthest)]
+    if len(empty) == 0:
+        return 0
     for cluster, row in zip(empty, farthest):
         point = data.X[row].astype(np.float64)
         weight = 1.0 if data.sample_weight is None else float(data.sample_weight[row])

@@ -212,10 +212,15 @@ def _relocate_starved(data: ChunkedData, centroids: np.ndarray, starved: np.ndar
     nearest = np.empty(data.n_samples, dtype=data.X.dtype)
     assignment_pass(data, centroids, labels, nearest)
     farthest = np.argsort(-nearest.astype(np.float64), kind="stable")[: len(starved)]
+    # As in hard mode, a point already on a centroid is no place to move to.
+    rounding = 16 * np.finfo(data.X.dtype).eps * float(data.x_squared_norms.max())
+    farthest = farthest[nearest[farthest] > rounding]
+    if len(farthest) == 0:
+        return 0
     centroids[starved[: len(farthest)]] = data.X[farthest].astype(np.float64)
     warnings.warn(
-        f"{len(starved)} cluster(s) lost nearly all membership and were moved to the farthest points",
+        f"{len(farthest)} cluster(s) lost nearly all membership and were moved to the farthest points",
         EmptyClusterWarning,
         stacklevel=3,
     )
-    return len(starved)
+    return len(farthest)

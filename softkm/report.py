@@ -1,10 +1,12 @@
 """Rendering for the terminal: progress bars, summaries and warnings, all on stderr.
 
-stdout carries data only, so everything here writes to stderr through rich.
+stdout carries data only, so everything here writes to stderr through rich, except the
+output of ``softkm compare``, whose table is the command's data.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from contextlib import contextmanager
 
@@ -61,7 +63,7 @@ def print_fit_summary(job) -> None:
         f"softkm fit: mode {result.mode}, k={result.n_clusters}, {result.n_samples} rows"
         + (f" ({features.n_dropped} dropped)" if features.n_dropped else "")
         + f", {result.n_features} features, {result.dtype}",
-        f"  iterations {result.n_iter} ({status}), restart {result.best_restart + 1} of {len(result.restart_inertias)} kept",
+        f"  iterations {result.n_iter} ({status}), restart {result.best_restart + 1} of {len(result.restart_scores)} kept",
         f"  inertia {result.inertia:.10g}" + ("  (z-scored units)" if result.preprocessing.standardize else ""),
     ]
     if result.mode != "hard":
@@ -83,3 +85,135 @@ def print_assign_summary(model, features, inertia: float) -> None:
         f"inertia {inertia:.10g}",
         markup=False,
     )
+
+
+# ---------------------------------------------------------------------------
+# softkm compare. Unlike the summaries above, a comparison is the command's data, so
+# these functions write it to stdout.
+
+COMPARE_FORMATS = ("table", "json", "csv", "markdown")
+
+# Headers of the human-readable formats (table and markdown) that differ from the column name.
+_COMPARE_HEADERS = {"runtime": "runtime (s)", "mean_entropy": "mean_entropy (nats)"}
+
+# Columns left out of the human-readable formats, which show the median runtime only.
+_MACHINE_ONLY_COLUMNS = ("runtime_min", "runtime_max")
+
+
+def print_comparison(comparison, output_format: str) -> None:
+    """Write a comparison to stdout as a rich table, JSON, CSV or a Markdown table.
+
+    Raises ``OutputClosed`` when the reader of stdout closed the pipe.
+    """
+    if output_format == "table":
+        Console(file=sys.stdout, highlight=False).print(comparison_table(comparison))
+        return
+    renderers = {"json": comparison_json, "csv": comparison_csv, "markdown": comparison_markdown}
+    _write_stdout_text(renderers[output_format](comparison))
+
+
+def comparison_json(comparison) -> str:
+    """Return ``{"parameters": {...}, "rows": [...]}`` as indented JSON, with null for missing values."""
+    import json
+
+    document = {"parameters": _json_safe(comparison.parameters), "rows": _json_safe(comparison.records())}
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+def comparison_csv(comparison) -> str:
+    """Return a header line and one line per row; floats keep every digit, missing values are empty."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(comparison.columns)
+    for record in comparison.records():
+        writer.writerow([_csv_cell(value) for value in record.values()])
+    return buffer.getvalue()
+
+
+def comparison_markdown(comparison) -> str:
+    """Return a pipe table with the median runtime, numbers right-aligned."""
+    columns = _human_columns(comparison)
+    lines = [
+        "| " + " | ".join(_COMPARE_HEADERS.get(column, column) for column in columns) + " |",
+        "|" + "|".join("---" if column == "mode" else "---:" for column in columns) + "|",
+    ]
+    for record in comparison.records():
+        lines.append("| " + " | ".join(_human_cell(column, record[column]) for column in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(comparison):
+    """Return a rich ``Table`` of the comparison, with the median runtime."""
+    from rich.table import Table
+
+    parameters = comparison.parameters
+    table = Table(
+        title=f"softkm compare: k={parameters['n_clusters']}, {parameters['n_samples']} rows, "
+        f"{parameters['n_features']} features, seed {parameters['seed']}",
+        caption="inertia in squared z-scores" if parameters.get("standardize") else None,
+    )
+    columns = _human_columns(comparison)
+    for column in columns:
+        table.add_column(_COMPARE_HEADERS.get(column, column), justify="left" if column == "mode" else "right")
+    for record in comparison.records():
+        table.add_row(*(_human_cell(column, record[column]) for column in columns))
+    return table
+
+
+def _human_columns(comparison) -> list[str]:
+    return [column for column in comparison.columns if column not in _MACHINE_ONLY_COLUMNS]
+
+
+def _human_cell(column: str, value) -> str:
+    """Format one value for the table and markdown formats; missing values are empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if column == "tau":
+        return f"{value:g}"
+    if column in ("inertia", "objective"):
+        return f"{value:.7g}"
+    if column == "runtime":
+        return f"{value:.3g}"
+    return f"{value:.4f}"
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return str(value)
+
+
+def _json_safe(value):
+    """Return ``value`` with non-finite floats replaced by None, so that the JSON stays valid."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_stdout_text(text: str) -> None:
+    """Write ``text`` to stdout, turning a closed pipe into ``OutputClosed`` as ``write_table`` does."""
+    from softkm.tables import OutputClosed, _redirect_stdout_to_devnull
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _redirect_stdout_to_devnull()
+        raise OutputClosed() from None

@@ -6,6 +6,7 @@ their own and print nothing: the command-line layer renders what they return.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -79,7 +80,8 @@ def check_outputs(source: str, outputs: OutputOptions) -> None:
             "the labels and --centroids cannot both go to stdout ('-'); give one of them a file path"
         )
     paths = [p for p in (outputs.output, outputs.centroids, outputs.model) if p not in (None, "-")]
-    if len(set(paths)) != len(paths):
+    # realpath also catches one file spelled two ways, such as 'a.csv' and './a.csv'.
+    if len({os.path.realpath(path) for path in paths}) != len(paths):
         raise OptionError(f"two outputs share one path ({', '.join(paths)}); give each output its own file")
     input_path = None if source == "-" else source
     for path in paths:
@@ -89,8 +91,10 @@ def check_outputs(source: str, outputs: OutputOptions) -> None:
             output_format(path)
 
 
-def read_init_centroids(path: str, feature_names: list[str], options: ReadOptions) -> np.ndarray:
+def read_init_centroids(path: str, feature_names: list[str], n_clusters: int, options: ReadOptions) -> np.ndarray:
     """Read starting centroids (n_clusters, n_features) from a table with the feature columns."""
+    if not os.path.exists(path):
+        raise InputError(f"initial centroids file '{path}' not found; --init takes k-means++, random or a file")
     frame = read_table(path, delimiter=options.delimiter, decimal=options.decimal, header=options.header)
     missing = [name for name in feature_names if name not in frame.columns]
     if missing:
@@ -99,6 +103,11 @@ def read_init_centroids(path: str, feature_names: list[str], options: ReadOption
             f"it needs the columns {', '.join(feature_names)}"
         )
     centroids = extract_features(frame, columns=feature_names, dtype="float64").X
+    if centroids.shape[0] != n_clusters:
+        raise InputError(
+            f"initial centroids file '{path}' has {centroids.shape[0]} rows but -k is {n_clusters}; "
+            "give one row per cluster"
+        )
     return centroids
 
 
@@ -106,13 +115,16 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
             init_path: str | None = None, on_iteration=None) -> FitJob:
     """Fit a model to ``source`` and write every requested output atomically."""
     check_outputs(source, outputs)
+    _check_keep_names(outputs.keep, n_clusters, outputs.probabilities)
     frame, features = load_features(source, read, outputs.keep)
     fit_options = dict(fit_options)
     explicit_tau = fit_options.get("tau") is not None
+    if outputs.probabilities and fit_options.get("mode", "hard") == "hard" and not explicit_tau:
+        _probability_temperature("hard", None, None, None, explicit_tau=False)
     if not explicit_tau:
         fit_options["tau"] = engine.DEFAULT_TAU
     if init_path is not None:
-        fit_options["init"] = read_init_centroids(init_path, features.feature_names, read)
+        fit_options["init"] = read_init_centroids(init_path, features.feature_names, n_clusters, read)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -144,6 +156,7 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
     """Apply a saved model to ``source`` and write the labels; returns (model, labels, inertia)."""
     model = Model.load(model_path)
     check_outputs(source, outputs)
+    _check_keep_names(outputs.keep, model.n_clusters, outputs.probabilities)
     temperature = None
     if outputs.probabilities:
         temperature = _probability_temperature(model.mode, model.temperature, model.scale, tau, explicit_tau=tau is not None)
@@ -238,6 +251,18 @@ def _statistics(result: engine.FitResult, fit_options: dict) -> dict:
         "init": fit_options["init"] if isinstance(fit_options.get("init"), str) else "file",
         "runtime_seconds": round(result.runtime, 6),
     }
+
+
+def _check_keep_names(keep: list[str], n_clusters: int, probabilities: bool) -> None:
+    """Reject --keep columns that the labels output would overwrite with its own columns."""
+    added = ["cluster"] + ([f"p_{index}" for index in range(n_clusters)] if probabilities else [])
+    clashes = [name for name in keep if name in added]
+    if clashes:
+        raise OptionError(
+            f"--keep column(s) {', '.join(clashes)} would be overwritten by the output column(s) of the "
+            "same name (cluster, and p_0 .. p_{k-1} with --probabilities); rename them in the input "
+            "or leave them out of --keep"
+        )
 
 
 def _check_keep_columns(frame, keep: list[str], source: str) -> None:

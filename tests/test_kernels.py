@@ -1,11 +1,11 @@
 """Chunk kernels of softkm.kernels against slow per-row references.
 
 The references loop over rows in float64 on the same input values that the kernel
-gets, so the only differences are the kernel's rounding errors. Those are bounded
-relative to the scale of the distance expansion ``|x|^2 + |c|^2``, because that
-expansion is what the kernels compute: ``ROUNDING`` is the relative error allowed
-against that scale (1e-6 in float32, whose unit roundoff is 6e-8, and 1e-12 in
-float64). Quantities derived from the distances get first-order bounds built from it.
+receives, so the only differences are the kernel's rounding errors. The kernels compute
+the expansion ``|x|^2 - 2 x.c + |c|^2``, so their errors scale with ``|x|^2 + |c|^2``.
+``ROUNDING`` is the relative error allowed against that scale: 1e-6 in float32 (unit
+roundoff 6e-8) and 1e-12 in float64. Quantities derived from the distances get
+first-order error bounds built from it.
 """
 
 import numpy as np
@@ -40,8 +40,8 @@ def make_case(case, dtype, seed=0, weighted=False):
     """Build X (n, d), centroids (k, d) in ``dtype`` and float64 weights or None.
 
     ``random`` is N(0, 3^2) data. ``offset`` is 1e4 + N(0, 1) data, centred and scaled
-    by ``Preprocessing`` as the engine does before any kernel sees it. The centroids
-    are data rows plus small noise, so every point has a few close centroids.
+    by ``Preprocessing`` as the engine does before it calls a kernel. The centroids are
+    data rows plus small noise, so every point has a few close centroids.
     """
     rng = np.random.default_rng(seed)
     if case == "random":
@@ -430,10 +430,6 @@ def block_budget(n_clusters):
     return max(_BLOCK_ENTRIES, n_clusters)
 
 
-CHUNK_BUDGET_BUG = (
-    "chunk_rows floors the row count at _MIN_CHUNK_ROWS = 256, so for n_clusters > "
-    "_BLOCK_ENTRIES / 256 = 1024 the (rows, n_clusters) block exceeds its budget"
-)
 
 
 @pytest.mark.parametrize(
@@ -443,9 +439,9 @@ CHUNK_BUDGET_BUG = (
         7,
         100,
         1024,
-        pytest.param(1025, marks=pytest.mark.xfail(strict=True, reason=CHUNK_BUDGET_BUG)),
-        pytest.param(5000, marks=pytest.mark.xfail(strict=True, reason=CHUNK_BUDGET_BUG)),
-        pytest.param(100_000, marks=pytest.mark.xfail(strict=True, reason=CHUNK_BUDGET_BUG)),
+        1025,
+        5000,
+        100_000,
     ],
 )
 def test_chunk_rows_within_budget(n_clusters):
