@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from softkm.errors import InputError, ModelError, OptionError
+from softkm.errors import InputError, OptionError
 
 MISSING_POLICIES = ("error", "drop")
 FEATURE_DTYPES = ("float32", "float64")
@@ -36,10 +36,6 @@ NUMBER_LIKE_TEXT = re.compile(
     r"|[+-]?(?:inf|infinity|nan)",
     re.IGNORECASE,
 )
-
-# A standard deviation at most this many times the absolute mean is rounding noise, so
-# the feature is treated as constant.
-CONSTANT_RELATIVE_STD = 1e-12
 
 # pandas.api.types.infer_dtype results of object columns that contain Python numbers.
 NUMERIC_OBJECT_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "empty")
@@ -370,107 +366,3 @@ def _cast_features(X: np.ndarray, feature_names: list[str], keep: np.ndarray, dt
             f"exceeds the float32 maximum {float(np.finfo(np.float32).max):.7g}; pass --dtype float64"
         )
     return cast
-
-
-# ---------------------------------------------------------------------------------------------
-# Standardization
-
-
-@dataclass
-class Standardizer:
-    """Per-feature centering and scaling: X' = (X - mean) / scale.
-
-    mean: (n_features,) float64 weighted means.
-    scale: (n_features,) float64 weighted population standard deviations, or 1 for a
-    constant feature, whose standard deviation is at most CONSTANT_RELATIVE_STD times the
-    absolute mean (this includes a standard deviation of exactly 0).
-    """
-
-    mean: np.ndarray
-    scale: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.mean = np.asarray(self.mean, dtype=np.float64)
-        self.scale = np.asarray(self.scale, dtype=np.float64)
-
-    @classmethod
-    def fit(cls, X: np.ndarray, sample_weight: np.ndarray | None = None) -> Standardizer:
-        """Compute the weighted mean and standard deviation of each column of X (n_samples, n_features).
-
-        ``sample_weight`` is (n_samples,), >= 0 with a positive sum, or None for equal weights.
-        Raises InputError for invalid shapes or weights, or when a statistic is not finite.
-        """
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise InputError(f"cannot standardize an array of shape {X.shape}; pass (n_samples, n_features) data")
-        weights = _standardizer_weights(sample_weight, X.shape[0])
-
-        values = X.astype(np.float64, copy=False)
-        mean = np.average(values, axis=0, weights=weights)
-        deviations = values - mean
-        # Dividing by a power of two near the largest deviation before squaring keeps values
-        # near 1e200 from overflowing. Scaling by a power of two adds no rounding error.
-        _, exponent = np.frexp(np.max(np.abs(deviations), axis=0))
-        divisor = np.ldexp(1.0, exponent)
-        std = divisor * np.sqrt(np.average((deviations / divisor) ** 2, axis=0, weights=weights))
-
-        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
-            raise InputError("cannot standardize: a feature has a non-finite mean or standard deviation; check for NaN or inf")
-        constant = std <= CONSTANT_RELATIVE_STD * np.abs(mean)
-        return cls(mean=mean, scale=np.where(constant, 1.0, std))
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """Return (X - mean) / scale for X (n_samples, n_features), in the float dtype of X."""
-        X = np.asarray(X)
-        self._check_n_features(X, "data")
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        centered = X.astype(dtype, copy=False) - self.mean.astype(dtype)
-        return np.ascontiguousarray(centered / self.scale.astype(dtype))
-
-    def inverse_transform(self, centroids: np.ndarray) -> np.ndarray:
-        """Return centroids (n_clusters, n_features) in the original units, as float64."""
-        centroids = np.asarray(centroids, dtype=np.float64)
-        self._check_n_features(centroids, "centroids")
-        return centroids * self.scale + self.mean
-
-    def _check_n_features(self, array: np.ndarray, array_name: str) -> None:
-        if array.ndim != 2 or array.shape[1] != self.mean.shape[0]:
-            raise InputError(
-                f"{array_name} of shape {array.shape} do not match the standardizer, which was fitted on "
-                f"{self.mean.shape[0]} features; pass (n, {self.mean.shape[0]}) data"
-            )
-
-    def to_dict(self) -> dict[str, list[float]]:
-        """Return the parameters as plain lists of floats for the JSON model file."""
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Standardizer:
-        """Rebuild a Standardizer from ``to_dict`` output, raising ModelError if it is invalid."""
-        if not isinstance(data, dict) or "mean" not in data or "scale" not in data:
-            raise ModelError("the standardizer in the model file needs 'mean' and 'scale' lists; refit the model")
-        try:
-            mean = np.asarray(data["mean"], dtype=np.float64)
-            scale = np.asarray(data["scale"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ModelError("the standardizer in the model file has non-numeric values; refit the model") from None
-        if mean.ndim != 1 or mean.shape != scale.shape:
-            raise ModelError(
-                f"the standardizer in the model file has {mean.size} means but {scale.size} scales; refit the model"
-            )
-        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
-            raise ModelError(
-                "the standardizer in the model file has non-finite means or non-positive scales; refit the model"
-            )
-        return cls(mean=mean, scale=scale)
-
-
-def _standardizer_weights(sample_weight: np.ndarray | None, n_samples: int) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    weights = np.asarray(sample_weight, dtype=np.float64)
-    if weights.shape != (n_samples,):
-        raise InputError(f"sample_weight has shape {weights.shape} but X has {n_samples} rows; pass one weight per row")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
-        raise InputError("sample_weight must be finite and >= 0 with at least one positive weight")
-    return weights

@@ -61,7 +61,6 @@ def lloyd(
 
     Assumes valid input: centroids in working units, max_iter >= 1, tol_shift >= 0.
     """
-    n_clusters = centroids.shape[0]
     labels = np.empty(data.n_samples, dtype=np.int64)
     previous_labels = np.full(data.n_samples, -1, dtype=np.int64)
     nearest = np.empty(data.n_samples, dtype=data.X.dtype)

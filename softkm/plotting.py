@@ -27,6 +27,10 @@ SCATTER_COLUMNS = 3
 # A fixed salt makes the element ids of an SVG, and so its bytes, the same on every run.
 SVG_HASH_SALT = "softkm"
 
+# Runs of at most this many iterations get markers, and a longer run puts the
+# iteration axis on a log scale, so that hard mode's few iterations stay visible.
+SHORT_RUN_ITERATIONS = 20
+
 # Line style of each mode in the convergence panels; the colour tells the rows apart.
 MODE_LINE_STYLES = {"hard": "-", "soft": "--", "gumbel": ":"}
 
@@ -85,16 +89,23 @@ def _draw_convergence(subfigure, comparison: Comparison, matplotlib) -> None:
     objective_axes, inertia_axes = subfigure.subplots(1, 2)
     units = "z-scored squared distance" if comparison.parameters.get("standardize") else "squared distance"
     row_colors = matplotlib.colormaps["tab10"](np.arange(len(comparison.rows)) % 10)
+    longest = 1
     for row, color in zip(comparison.rows, row_colors):
         iterations, objective, inertia = convergence_curves(row)
-        style = dict(color=color, linestyle=MODE_LINE_STYLES.get(row.mode, "-"), linewidth=1.6, label=row.name)
+        # Markers keep a run of a few iterations visible next to runs of hundreds.
+        marker = "o" if len(iterations) <= SHORT_RUN_ITERATIONS else None
+        style = dict(color=color, linestyle=MODE_LINE_STYLES.get(row.mode, "-"), linewidth=1.6, marker=marker,
+                     markersize=4, label=row.name)
         objective_axes.plot(iterations, objective, **style)
         inertia_axes.plot(iterations, inertia, **style)
+        longest = max(longest, len(iterations))
 
     objective_axes.set_ylabel(f"objective ({units} per unit weight)")
     inertia_axes.set_ylabel(f"hard inertia ({units} per unit weight)")
     for axes in (objective_axes, inertia_axes):
         axes.set_xlabel("iteration")
+        if longest > SHORT_RUN_ITERATIONS:
+            axes.set_xscale("log")
         axes.grid(True, alpha=0.3)
         _use_log_scale_for_wide_ranges(axes)
     objective_axes.legend(title="mode", fontsize="small")
@@ -106,7 +117,7 @@ def _draw_scatter(subfigure, comparison: Comparison, matplotlib, n_lines: int, n
     view = scatter_view(comparison, MAX_SCATTER_POINTS)
     axes_grid = subfigure.subplots(n_lines, n_columns, squeeze=False)
     marker_size = float(np.clip(20_000 / len(view.points), 1.0, 16.0))
-    x_label, y_label = _axis_labels(view)
+    x_label, y_label = _axis_labels(view, bool(comparison.parameters.get("standardize")))
 
     for index, axes in enumerate(axes_grid.flat):
         if index >= len(comparison.rows):
@@ -115,7 +126,10 @@ def _draw_scatter(subfigure, comparison: Comparison, matplotlib, n_lines: int, n
         row = comparison.rows[index]
         colors = _cluster_colors(row.result.n_clusters, matplotlib)
         labels = row.result.labels[view.point_index]
-        axes.scatter(view.points[:, 0], view.points[:, 1], c=colors[labels], s=marker_size,
+        # Larger clusters are drawn first, so that a small cluster is not hidden under them.
+        sizes = np.bincount(labels, minlength=row.result.n_clusters)
+        order = np.argsort(-sizes[labels], kind="stable")
+        axes.scatter(view.points[order, 0], view.points[order, 1], c=colors[labels[order]], s=marker_size,
                      linewidths=0, alpha=0.75, rasterized=True)
         centroids = view.centroids[index]
         axes.scatter(centroids[:, 0], centroids[:, 1], c=colors, marker="X", s=140,
@@ -138,11 +152,14 @@ def _panel_title(comparison: Comparison, index: int) -> str:
     return title
 
 
-def _axis_labels(view) -> tuple[str, str]:
+def _axis_labels(view, standardize: bool) -> tuple[str, str]:
     """Return the axis labels: feature names, or principal components with their share of variance."""
     if view.explained is None:
-        return view.axis_names
-    return tuple(f"{name} ({share:.0%} of variance)" for name, share in zip(view.axis_names, view.explained))
+        return tuple(f"{name} (input units)" if name else "" for name in view.axis_names)
+    units = "z-scores" if standardize else "input units"
+    return tuple(
+        f"{name}, {units} ({share:.0%} of variance)" for name, share in zip(view.axis_names, view.explained)
+    )
 
 
 def _cluster_colors(n_clusters: int, matplotlib) -> np.ndarray:

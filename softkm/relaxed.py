@@ -103,7 +103,6 @@ def gradient_descent(
     is at most ``tol * sqrt(s)``.
     """
     centroids = centroids.copy()
-    n_clusters = centroids.shape[0]
     # Adam's step has the units of the centroids, so its rate is scaled by sqrt(s), the
     # typical distance of a point to its centroid. The other optimisers' rates are
     # dimensionless multiples of the gradient.

@@ -99,6 +99,20 @@ _COMPARE_HEADERS = {"runtime": "runtime (s)", "mean_entropy": "mean_entropy (nat
 # Columns left out of the human-readable formats, which show the median runtime only.
 _MACHINE_ONLY_COLUMNS = ("runtime_min", "runtime_max")
 
+# Two-line headers keep the terminal table narrow.
+_TABLE_HEADERS = {
+    "runtime": "runtime\n(s)",
+    "size_smallest": "size\nsmallest",
+    "size_largest": "size\nlargest",
+    "empty_clusters": "empty\nclusters",
+    "ari_vs_hard": "ari vs\nhard",
+    "mean_entropy": "mean\nentropy",
+    "centroid_index": "centroid\nindex",
+}
+
+# Width of the table when stdout is not a terminal, wide enough that no cell is cut short.
+_PIPED_TABLE_WIDTH = 200
+
 
 def print_comparison(comparison, output_format: str) -> None:
     """Write a comparison to stdout as a rich table, JSON, CSV or a Markdown table.
@@ -106,7 +120,8 @@ def print_comparison(comparison, output_format: str) -> None:
     Raises ``OutputClosed`` when the reader of stdout closed the pipe.
     """
     if output_format == "table":
-        Console(file=sys.stdout, highlight=False).print(comparison_table(comparison))
+        width = None if sys.stdout.isatty() else _PIPED_TABLE_WIDTH
+        Console(file=sys.stdout, highlight=False, width=width).print(comparison_table(comparison))
         return
     renderers = {"json": comparison_json, "csv": comparison_csv, "markdown": comparison_markdown}
     _write_stdout_text(renderers[output_format](comparison))
@@ -147,17 +162,19 @@ def comparison_markdown(comparison) -> str:
 
 def comparison_table(comparison):
     """Return a rich ``Table`` of the comparison, with the median runtime."""
+    from rich import box
     from rich.table import Table
 
     parameters = comparison.parameters
     table = Table(
+        box=box.SIMPLE_HEAD,
         title=f"softkm compare: k={parameters['n_clusters']}, {parameters['n_samples']} rows, "
         f"{parameters['n_features']} features, seed {parameters['seed']}",
         caption="inertia in squared z-scores" if parameters.get("standardize") else None,
     )
     columns = _human_columns(comparison)
     for column in columns:
-        table.add_column(_COMPARE_HEADERS.get(column, column), justify="left" if column == "mode" else "right")
+        table.add_column(_TABLE_HEADERS.get(column, column), justify="left" if column == "mode" else "right")
     for record in comparison.records():
         table.add_row(*(_human_cell(column, record[column]) for column in columns))
     return table

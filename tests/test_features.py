@@ -1,16 +1,15 @@
-"""Tests for softkm.features: column selection, value checks, weights and the Standardizer."""
+"""Tests for softkm.features: column selection, value checks and weights."""
 
 from __future__ import annotations
 
 import decimal
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from softkm.errors import InputError, ModelError, OptionError
-from softkm.features import FeatureData, Standardizer, extract_features
+from softkm.errors import InputError, OptionError
+from softkm.features import FeatureData, extract_features
 from softkm.tables import read_table
 
 
@@ -387,134 +386,3 @@ def test_infinite_weight_is_invalid():
     frame = pd.DataFrame({"a": [1.0, 2.0], "w": [np.inf, 1.0]})
     with pytest.raises(InputError, match=r"data row 1 \('w' inf\)"):
         extract_features(frame, weights="w")
-
-
-# ---------------------------------------------------------------------------------------------
-# Standardizer
-
-
-def test_standardizer_matches_numpy():
-    X = np.random.default_rng(3).normal(5.0, 2.0, size=(100, 3))
-    scaler = Standardizer.fit(X)
-    np.testing.assert_allclose(scaler.mean, X.mean(axis=0), rtol=1e-14)
-    np.testing.assert_allclose(scaler.scale, X.std(axis=0), rtol=1e-14)
-
-
-def test_standardizer_weights_equal_repeated_rows():
-    X = np.array([[1.0, 10.0], [2.0, 30.0], [4.0, 20.0]])
-    weights = np.array([1.0, 3.0, 2.0])
-    weighted = Standardizer.fit(X, weights)
-    repeated = Standardizer.fit(np.repeat(X, [1, 3, 2], axis=0))
-    np.testing.assert_allclose(weighted.mean, repeated.mean, rtol=1e-14)
-    np.testing.assert_allclose(weighted.scale, repeated.scale, rtol=1e-14)
-
-
-def test_standardizer_zero_weight_rows_are_ignored():
-    X = np.array([[1.0], [3.0], [1000.0]])
-    scaler = Standardizer.fit(X, np.array([1.0, 1.0, 0.0]))
-    assert scaler.mean.tolist() == [2.0]
-    assert scaler.scale.tolist() == [1.0]
-
-
-def test_standardizer_constant_column_gets_scale_one():
-    X = np.array([[1.0, 7.0], [2.0, 7.0], [3.0, 7.0]])
-    scaler = Standardizer.fit(X)
-    assert scaler.scale[1] == 1.0
-    assert scaler.transform(X)[:, 1].tolist() == [0.0, 0.0, 0.0]
-
-
-def test_standardizer_rounding_noise_counts_as_constant():
-    X = np.array([[0.1], [0.1 + 2**-56], [0.1]])
-    scaler = Standardizer.fit(X)
-    assert scaler.scale.tolist() == [1.0]
-
-
-def test_standardizer_small_spread_around_zero_is_scaled():
-    X = np.array([[-1e-9], [1e-9]])
-    scaler = Standardizer.fit(X)
-    np.testing.assert_allclose(scaler.scale, [1e-9], rtol=1e-12)
-
-
-def test_standardizer_huge_values_do_not_overflow():
-    X = np.array([[1e200], [-1e200]])
-    scaler = Standardizer.fit(X)
-    np.testing.assert_allclose(scaler.scale, [1e200], rtol=1e-12)
-
-
-def test_standardizer_transform_has_zero_mean_unit_std():
-    X = np.random.default_rng(4).normal([0.0, 100.0], [1.0, 1000.0], size=(500, 2))
-    Z = Standardizer.fit(X).transform(X)
-    np.testing.assert_allclose(Z.mean(axis=0), 0.0, atol=1e-12)
-    np.testing.assert_allclose(Z.std(axis=0), 1.0, rtol=1e-12)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_standardizer_transform_keeps_dtype(dtype):
-    X = np.arange(12, dtype=dtype).reshape(4, 3)
-    Z = Standardizer.fit(X).transform(X)
-    assert Z.dtype == dtype
-    assert Z.flags.c_contiguous
-
-
-def test_standardizer_inverse_transform():
-    X = np.random.default_rng(5).normal(3.0, 7.0, size=(50, 4))
-    scaler = Standardizer.fit(X)
-    centroids = scaler.transform(X[:3])
-    restored = scaler.inverse_transform(centroids.astype(np.float32))
-    assert restored.dtype == np.float64
-    np.testing.assert_allclose(restored, X[:3], rtol=1e-5)
-
-
-def test_standardizer_inverse_transform_exact_in_float64():
-    X = np.random.default_rng(6).normal(3.0, 7.0, size=(50, 4))
-    scaler = Standardizer.fit(X)
-    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(X)), X, rtol=1e-13)
-
-
-def test_standardizer_rejects_wrong_n_features():
-    scaler = Standardizer.fit(np.ones((3, 2)))
-    with pytest.raises(InputError, match="fitted on 2 features"):
-        scaler.transform(np.ones((3, 3)))
-
-
-@pytest.mark.parametrize(
-    "weights", [np.array([1.0, -1.0]), np.array([0.0, 0.0]), np.array([1.0, np.nan]), np.array([1.0])]
-)
-def test_standardizer_rejects_invalid_weights(weights):
-    with pytest.raises(InputError, match="sample_weight"):
-        Standardizer.fit(np.ones((2, 1)), weights)
-
-
-def test_standardizer_rejects_non_finite_data():
-    with pytest.raises(InputError, match="non-finite"):
-        Standardizer.fit(np.array([[1.0], [np.nan]]))
-
-
-def test_standardizer_dict_round_trip_is_exact():
-    X = np.random.default_rng(8).normal(size=(20, 3)) * [1.0, 1e-7, 1e9]
-    scaler = Standardizer.fit(X)
-    restored = Standardizer.from_dict(json.loads(json.dumps(scaler.to_dict())))
-    assert restored.mean.tolist() == scaler.mean.tolist()
-    assert restored.scale.tolist() == scaler.scale.tolist()
-
-
-def test_standardizer_dict_has_plain_floats():
-    data = Standardizer.fit(np.array([[1.0], [3.0]])).to_dict()
-    assert data == {"mean": [2.0], "scale": [1.0]}
-    assert type(data["mean"][0]) is float
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"mean": [1.0]},
-        {"mean": [1.0, 2.0], "scale": [1.0]},
-        {"mean": ["a"], "scale": [1.0]},
-        {"mean": [1.0], "scale": [0.0]},
-        {"mean": [float("nan")], "scale": [1.0]},
-        [1.0, 2.0],
-    ],
-)
-def test_standardizer_from_invalid_dict(data):
-    with pytest.raises(ModelError, match="standardizer in the model file"):
-        Standardizer.from_dict(data)

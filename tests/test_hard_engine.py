@@ -15,7 +15,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
 from softkm import engine
-from softkm.errors import ConvergenceWarning, DegenerateDataWarning, EmptyClusterWarning, OptionError
+from softkm.errors import DegenerateDataWarning, EmptyClusterWarning, OptionError
 from softkm.initialization import kmeans_plusplus as softkm_kmeans_plusplus
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
