@@ -28,6 +28,7 @@ demo: $(VENV)/.installed
 		--model $(SCRATCH)/customers_model.json
 	$(BIN)/softkm assign $(SCRATCH)/model.json sample_data/blobs_separated.parquet --force \
 		--output $(SCRATCH)/assigned.csv
+	$(BIN)/softkm compare sample_data/blobs_overlapping.parquet -k 6 --truth label --format markdown
 	@echo "Outputs are in $(SCRATCH)/"
 
 # pytest exits with 5 when it collects no test; that must fail the run, and it does,

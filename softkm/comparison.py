@@ -1,8 +1,8 @@
 """Side-by-side fits of the assignment modes: the maths behind ``softkm compare``.
 
-``compare`` fits the same data once per mode, and once per tau for the relaxed modes,
-and measures each fit: inertia, objective, iterations, runtime, cluster sizes, the
-agreement with hard mode and, given true labels, ARI, NMI and the centroid index.
+``compare`` fits the same data once per mode, and once per tau for the relaxed modes.
+Each fit is measured by its inertia, objective, iterations, runtime, cluster sizes and
+agreement with hard mode, and, given true labels, by ARI, NMI and the centroid index.
 
 Every fit gets the same seed. The engine draws the k-means++ start of each restart from
 the seed and the data alone, never from the mode, so every row of a comparison starts
@@ -55,7 +55,7 @@ class CompareSettings:
     """The fitting options shared by every row of a comparison.
 
     ``modes`` are fitted in the given order, soft and gumbel once per value of ``taus``.
-    Each fit runs ``repeat`` times to time it; the fits are deterministic, so the
+    Each fit runs ``repeat`` times to time it. The fits are deterministic, so the
     repeats differ in runtime only.
     """
 
@@ -74,7 +74,7 @@ class CompareSettings:
 class CompareRow:
     """One fit of a comparison: its mode, its tau (None for hard), the result and its measures.
 
-    ``runtimes`` holds the engine's runtime in seconds of each repeat. ``measures`` maps the
+    ``runtimes`` contains the engine's runtime in seconds of each repeat. ``measures`` maps the
     columns from ``size_smallest`` on to their values, None where a measure does not apply.
     """
 
@@ -111,7 +111,7 @@ class CompareRow:
 class Comparison:
     """The rows of a comparison, the data they were fitted on, and the run's parameters.
 
-    ``X`` is (n_samples, n_features) in the user's units and ``truth`` (n_samples,) holds
+    ``X`` is (n_samples, n_features) in the user's units and ``truth`` (n_samples,) contains
     the true labels, or None. ``parameters`` lists the options and the data's shape.
     """
 
@@ -135,7 +135,7 @@ class ScatterView:
     """The data and every row's centroids projected to two dimensions, for a scatter plot.
 
     ``points`` (n_points, 2) are the rows ``point_index`` of the data, all of them or a
-    seeded sample. ``centroids`` holds one (n_clusters, 2) array per comparison row.
+    seeded sample. ``centroids`` contains one (n_clusters, 2) array per comparison row.
     ``explained`` is the share of variance of each principal component, or None when
     the axes are the two features themselves.
     """
@@ -178,7 +178,7 @@ def parse_taus(text: str) -> tuple[float, ...]:
 
 
 def run_compare(source: str, n_clusters: int, settings: CompareSettings, read, truth_column: str | None = None):
-    """Read ``source`` and compare the modes on it; returns a ``Comparison``.
+    """Read ``source`` and return the ``Comparison`` of the modes on it.
 
     ``read`` is a ``softkm.workflow.ReadOptions``. The truth column, when given, is left
     out of the features and its values become the true labels of the kept rows.
@@ -218,7 +218,7 @@ def compare(
 ) -> Comparison:
     """Fit X (n_samples, n_features) in every mode of ``settings`` and measure each fit.
 
-    ``truth`` (n_samples,) holds true labels (integers or strings) with at least two
+    ``truth`` (n_samples,) contains true labels (integers or strings) with at least two
     distinct values, or None. X is not modified. Raises ``OptionError`` for invalid
     settings, and whatever ``engine.fit`` raises for invalid data or options.
     """
@@ -308,7 +308,7 @@ def scatter_view(comparison: Comparison, max_points: int = 20_000, seed: int = 0
     centred = (points - offset) / scale
     _, singular_values, components = np.linalg.svd(centred, full_matrices=False)
     components = components[:2]
-    # Singular vectors have an arbitrary sign; making each one's largest loading positive
+    # Singular vectors have an arbitrary sign. Making each one's largest loading positive
     # gives the same picture on every run and platform.
     largest = np.argmax(np.abs(components), axis=1)
     components *= np.sign(components[np.arange(2), largest])[:, np.newaxis]
@@ -320,7 +320,7 @@ def scatter_view(comparison: Comparison, max_points: int = 20_000, seed: int = 0
 
 
 def _fit_repeatedly(X, n_clusters, mode, tau, settings, sample_weight) -> tuple[engine.FitResult, list[float]]:
-    """Fit ``repeat`` times; return the first result and the runtime of every repeat."""
+    """Fit ``repeat`` times and return the first result and the runtime of every repeat."""
     options = dict(
         mode=mode, n_init=settings.n_init, max_iter=settings.max_iter, tol=settings.tol, seed=settings.seed,
         standardize=settings.standardize, dtype=settings.dtype, sample_weight=sample_weight,

@@ -106,9 +106,9 @@ def fit(
 
     ``init`` is 'k-means++', 'random', or centroids in user units, either
     (n_clusters, n_features) for every restart or (n_init, n_clusters, n_features).
-    ``tol`` is, for hard mode, the total squared centroid shift relative to the mean
-    feature variance (as in scikit-learn); for soft mode, the relative change of the
-    objective and the largest step relative to sqrt(s). ``copy_x=False`` lets the engine
+    In hard mode ``tol`` bounds the total squared centroid shift relative to the mean
+    feature variance, as in scikit-learn. In soft mode it bounds both the relative
+    change of the objective and the largest step relative to sqrt(s). ``copy_x=False`` lets the engine
     overwrite X with its working-unit copy when X already has ``dtype``, which saves
     memory; X is then no longer the caller's data. ``on_iteration(restart, record)`` is
     called after every iteration.

@@ -8,9 +8,9 @@ of a distributed engine, with a reduction at the end.
 
 Squared distances use the expansion ``|x|^2 - 2 x.c + |c|^2`` with one matrix
 product per chunk, clamped at zero. The expansion loses precision when the points
-are far from the origin relative to their spread, so the callers always centre the
-data first (see ``softkm.preprocessing``); this keeps the cancellation bounded by
-the spread of the data instead of its offset. All sums across chunks are kept in
+are far from the origin relative to their spread. The callers therefore centre the
+data first (see ``softkm.preprocessing``), which bounds the cancellation by the
+spread of the data instead of its offset. All sums across chunks are kept in
 float64 whatever the data dtype.
 
 The private functions assume valid, C-contiguous input of one floating dtype.

@@ -18,7 +18,7 @@ from softkm.tables import atomic_output, check_output_path
 
 PLOT_FORMATS = {".png": "png", ".svg": "svg"}
 
-# Rows of the data drawn in each scatter; larger data is sampled down to this many.
+# Maximum number of data rows drawn in each scatter. Larger data is sampled down to this many.
 MAX_SCATTER_POINTS = 20_000
 
 # Scatter panels per line of the figure.
@@ -31,12 +31,12 @@ SVG_HASH_SALT = "softkm"
 # iteration axis on a log scale, so that hard mode's few iterations stay visible.
 SHORT_RUN_ITERATIONS = 20
 
-# Line style of each mode in the convergence panels; the colour tells the rows apart.
+# Line style of each mode in the convergence panels. The colour distinguishes the rows.
 MODE_LINE_STYLES = {"hard": "-", "soft": "--", "gumbel": ":"}
 
 
 def check_plot_output(path: str, *, force: bool, input_path: str | None = None) -> str:
-    """Check the plot's path and that matplotlib is installed; return 'png' or 'svg'.
+    """Check the plot's path and that matplotlib is installed, and return 'png' or 'svg'.
 
     Called before any fitting, so that a plot that cannot be written fails at once.
     Raises ``OptionError`` for an unsupported extension or a missing matplotlib, and
@@ -57,7 +57,7 @@ def write_comparison_plot(comparison: Comparison, path: str, *, force: bool = Fa
     matplotlib = _import_matplotlib()
     with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
         figure = draw_comparison(comparison)
-        # The date would make every SVG differ; PNG metadata holds no date by default.
+        # The date would make every SVG differ. PNG metadata contains no date by default.
         metadata = {"Date": None} if plot_format == "svg" else None
         with atomic_output(path, force=force, input_path=input_path) as temporary:
             try:
@@ -100,8 +100,8 @@ def _draw_convergence(subfigure, comparison: Comparison, matplotlib) -> None:
         inertia_axes.plot(iterations, inertia, **style)
         longest = max(longest, len(iterations))
 
-    objective_axes.set_ylabel(f"objective ({units} per unit weight)")
-    inertia_axes.set_ylabel(f"hard inertia ({units} per unit weight)")
+    objective_axes.set_ylabel(f"objective\n({units} per unit weight)")
+    inertia_axes.set_ylabel(f"hard inertia\n({units} per unit weight)")
     for axes in (objective_axes, inertia_axes):
         axes.set_xlabel("iteration")
         if longest > SHORT_RUN_ITERATIONS:

@@ -136,7 +136,7 @@ def comparison_json(comparison) -> str:
 
 
 def comparison_csv(comparison) -> str:
-    """Return a header line and one line per row; floats keep every digit, missing values are empty."""
+    """Return a header line and one line per row, with every digit of each float and empty missing values."""
     import csv
     import io
 
@@ -185,7 +185,7 @@ def _human_columns(comparison) -> list[str]:
 
 
 def _human_cell(column: str, value) -> str:
-    """Format one value for the table and markdown formats; missing values are empty."""
+    """Format one value for the table and markdown formats, as an empty string when it is missing."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -200,6 +200,9 @@ def _human_cell(column: str, value) -> str:
         return f"{value:.7g}"
     if column == "runtime":
         return f"{value:.3g}"
+    if column == "mean_entropy":
+        # Significant digits, because nearly hard memberships have entropies far below 1e-4.
+        return f"{value:.4g}"
     return f"{value:.4f}"
 
 
