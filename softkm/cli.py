@@ -78,7 +78,8 @@ TauOpt = Annotated[
         callback=_positive_finite,
         help="Temperature relative to the within-cluster scale s (the weighted mean squared distance of "
         "the points to their nearest initial centroid): memberships are softmax(-d / (tau * s)). "
-        "1 is a cluster's own spread, small values approach hard assignment. \\[default: 0.5]",
+        "1 is a cluster's own spread, small values approach hard assignment. Soft and gumbel "
+        "modes default to 0.5. Hard mode uses tau only for --probabilities, which requires it.",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice; the same seed gives the same output bytes.")]

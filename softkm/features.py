@@ -365,4 +365,15 @@ def _cast_features(X: np.ndarray, feature_names: list[str], keep: np.ndarray, dt
             f"value {float(X[row, column])!r} in column '{feature_names[column]}' (data row {data_row}) "
             f"exceeds the float32 maximum {float(np.finfo(np.float32).max):.7g}; pass --dtype float64"
         )
+    # A non-zero value below the smallest normal float32 loses its digits (or becomes 0),
+    # so the clusters would be computed on different data than the input.
+    underflow = np.argwhere((X != 0) & (np.abs(cast) < np.finfo(np.float32).tiny))
+    if underflow.size:
+        row, column = underflow[0]
+        data_row = int(np.flatnonzero(keep)[row]) + 1
+        raise InputError(
+            f"value {float(X[row, column])!r} in column '{feature_names[column]}' (data row {data_row}) "
+            f"is below the smallest float32 magnitude {float(np.finfo(np.float32).tiny):.7g}; "
+            "pass --dtype float64"
+        )
     return cast

@@ -386,3 +386,14 @@ def test_infinite_weight_is_invalid():
     frame = pd.DataFrame({"a": [1.0, 2.0], "w": [np.inf, 1.0]})
     with pytest.raises(InputError, match=r"data row 1 \('w' inf\)"):
         extract_features(frame, weights="w")
+
+
+def test_float32_underflow_names_column_and_value():
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1e-50]})
+    with pytest.raises(InputError, match=r"'b' \(data row 2\).*below the smallest float32.*--dtype float64"):
+        extract_features(frame, dtype="float32")
+
+
+def test_float32_exact_zero_is_fine():
+    frame = pd.DataFrame({"a": [0.0, -0.0, 1.0]})
+    assert extract_features(frame, dtype="float32").X[:, 0].tolist() == [0.0, 0.0, 1.0]
