@@ -187,6 +187,8 @@ def labels_table(frame, features: FeatureData, labels: np.ndarray, keep: list[st
     import pandas as pd
 
     n_rows = len(frame)
+    # NOTE: kept columns are copied as the reader parsed them, so a CSV id such as 007
+    # comes out as 7 and integers beyond int64 as floats; they are not copied as raw text.
     table = pd.DataFrame({name: frame[name].reset_index(drop=True) for name in keep})
     if features.n_dropped:
         cluster = pd.array([pd.NA] * n_rows, dtype="Int64")
