@@ -28,7 +28,7 @@ from softkm.kernels import assign_chunk, responsibilities_chunk, row_norms_squar
 from softkm.lloyd import IterationRecord, RunResult, lloyd
 from softkm.optim import OPTIMIZERS
 from softkm.preprocessing import Preprocessing, weighted_moments
-from softkm.relaxed import RelaxedSettings, gradient_descent, within_cluster_scale
+from softkm.relaxed import RelaxedSettings, gradient_descent, relaxed_pass, within_cluster_scale
 
 MODES = ("hard", "soft", "gumbel")
 INITS = ("k-means++", "random")
@@ -108,10 +108,12 @@ def fit(
     (n_clusters, n_features) for every restart or (n_init, n_clusters, n_features).
     In hard mode ``tol`` bounds the total squared centroid shift relative to the mean
     feature variance, as in scikit-learn. In soft mode it bounds both the relative
-    change of the objective and the largest step relative to sqrt(s). ``copy_x=False`` lets the engine
-    overwrite X with its working-unit copy when X already has ``dtype``, which saves
-    memory; X is then no longer the caller's data. ``on_iteration(restart, record)`` is
-    called after every iteration.
+    change of the objective and the largest step relative to sqrt(s).
+
+    ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X
+    already has ``dtype``. That saves a copy of the data, but X no longer holds the
+    caller's values afterwards. ``on_iteration(restart, record)`` is called after every
+    iteration.
 
     Raises ``OptionError`` for invalid options and shapes.
     """
@@ -291,8 +293,6 @@ def _final_assignment(data: ChunkedData, centroids: np.ndarray) -> tuple[np.ndar
 
 def _relaxed_objective(data: ChunkedData, centroids: np.ndarray, scale: float, settings: RelaxedSettings) -> float:
     """Return the soft objective per unit weight at the final temperature, without noise."""
-    from softkm.relaxed import relaxed_pass
-
     soft = RelaxedSettings("soft", settings.tau, settings.tau, 0.0, "adam", 0.0, 1, 0.0)
     stats = relaxed_pass(data, centroids, scale * settings.tau, soft, settings.tau, np.random.default_rng(0))
     return stats.objective / data.total_weight

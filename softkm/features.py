@@ -351,29 +351,31 @@ def _describe_value(value: float) -> str:
 
 
 def _cast_features(X: np.ndarray, feature_names: list[str], keep: np.ndarray, dtype: str) -> np.ndarray:
-    """Return X as a C-contiguous array of ``dtype``, raising InputError on float32 overflow."""
+    """Return X as a C-contiguous array of ``dtype``, raising InputError on float32 overflow or underflow."""
     if dtype == "float64":
         return np.ascontiguousarray(X)
 
+    limits = np.finfo(np.float32)
     with np.errstate(over="ignore"):
         cast = np.ascontiguousarray(X, dtype=np.float32)
-    overflow = np.argwhere(np.isinf(cast))
-    if overflow.size:
-        row, column = overflow[0]
-        data_row = int(np.flatnonzero(keep)[row]) + 1
-        raise InputError(
-            f"value {float(X[row, column])!r} in column '{feature_names[column]}' (data row {data_row}) "
-            f"exceeds the float32 maximum {float(np.finfo(np.float32).max):.7g}; pass --dtype float64"
-        )
+    _reject_cast(np.isinf(cast), X, feature_names, keep, f"exceeds the float32 maximum {float(limits.max):.7g}")
     # A non-zero value below the smallest normal float32 loses its digits (or becomes 0),
     # so the clusters would be computed on different data than the input.
-    underflow = np.argwhere((X != 0) & (np.abs(cast) < np.finfo(np.float32).tiny))
-    if underflow.size:
-        row, column = underflow[0]
-        data_row = int(np.flatnonzero(keep)[row]) + 1
-        raise InputError(
-            f"value {float(X[row, column])!r} in column '{feature_names[column]}' (data row {data_row}) "
-            f"is below the smallest float32 magnitude {float(np.finfo(np.float32).tiny):.7g}; "
-            "pass --dtype float64"
-        )
+    _reject_cast(
+        (X != 0) & (np.abs(cast) < limits.tiny), X, feature_names, keep,
+        f"is below the smallest float32 magnitude {float(limits.tiny):.7g}",
+    )
     return cast
+
+
+def _reject_cast(invalid: np.ndarray, X: np.ndarray, feature_names: list[str], keep: np.ndarray, rule: str) -> None:
+    """Raise InputError naming the first value marked in ``invalid`` (n_samples, n_features)."""
+    positions = np.argwhere(invalid)
+    if not positions.size:
+        return
+    row, column = positions[0]
+    data_row = int(np.flatnonzero(keep)[row]) + 1
+    raise InputError(
+        f"value {float(X[row, column])!r} in column '{feature_names[column]}' (data row {data_row}) "
+        f"{rule}; pass --dtype float64"
+    )

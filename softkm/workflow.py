@@ -35,7 +35,7 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """Where the labels, centroids and model go, and what the labels table contains."""
+    """Output paths for labels, centroids and model, and the contents of the labels table."""
 
     output: str = "-"
     centroids: str | None = None
@@ -47,7 +47,7 @@ class OutputOptions:
 
 @dataclass
 class FitJob:
-    """What ``run_fit`` produced, for the summary."""
+    """The results of ``run_fit``, for the summary."""
 
     result: engine.FitResult
     features: FeatureData
@@ -187,8 +187,8 @@ def labels_table(frame, features: FeatureData, labels: np.ndarray, keep: list[st
     import pandas as pd
 
     n_rows = len(frame)
-    # NOTE: kept columns are copied as the reader parsed them, so a CSV id such as 007
-    # comes out as 7 and integers beyond int64 as floats; they are not copied as raw text.
+    # NOTE: kept columns are copied as the reader parsed them, not as raw text. A CSV id
+    # such as 007 comes out as 7, and integers beyond int64 come out as floats.
     table = pd.DataFrame({name: frame[name].reset_index(drop=True) for name in keep})
     if features.n_dropped:
         cluster = pd.array([pd.NA] * n_rows, dtype="Int64")
