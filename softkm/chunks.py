@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from softkm.kernels import ChunkStats, chunk_rows, chunk_slices, row_norms_squared
+from softkm.parallel import parallel_map
 
 
 @dataclass
@@ -47,7 +48,7 @@ class ChunkedData:
     def build(
         cls, X: np.ndarray, sample_weight: np.ndarray | None, n_clusters: int, chunk_size: int | None = None
     ) -> "ChunkedData":
-        return cls(X, sample_weight, chunk_rows(X.shape[0], n_clusters, chunk_size))
+        return cls(X, sample_weight, chunk_rows(X.shape[0], n_clusters, chunk_size, X.shape[1]))
 
     @property
     def n_samples(self) -> int:
@@ -66,12 +67,14 @@ class ChunkedData:
     def reduce(self, kernel: Callable[[Chunk], ChunkStats], n_clusters: int) -> ChunkStats:
         """Run ``kernel`` on every chunk and return the sum of its statistics.
 
-        Chunks are added in row order, so the floating-point result does not depend on
-        how the work is scheduled.
+        The chunks run on the thread pool of ``softkm.parallel``. Their statistics are
+        added in row order, so the floating-point result does not depend on how the
+        work is scheduled or on the number of threads. ``kernel`` may write into
+        disjoint row slices of shared arrays, and must not print or touch other state.
         """
         total = ChunkStats.zeros(n_clusters, self.n_features)
-        for chunk in self.chunks():
-            total.add(kernel(chunk))
+        for stats in parallel_map(kernel, self.chunks()):
+            total.add(stats)
         return total
 
     def subset(self, indices: np.ndarray) -> "ChunkedData":

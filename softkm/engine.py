@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from softkm.chunks import ChunkedData
+from softkm.chunks import Chunk, ChunkedData
 from softkm.errors import ConvergenceWarning, DegenerateDataWarning, OptionError
 from softkm.initialization import kmeans_plusplus, random_points
-from softkm.kernels import assign_chunk, responsibilities_chunk, row_norms_squared
+from softkm.kernels import ChunkStats, assign_chunk, responsibilities_chunk, row_norms_squared
 from softkm.lloyd import IterationRecord, RunResult, lloyd
 from softkm.optim import OPTIMIZERS
 from softkm.preprocessing import Preprocessing, weighted_moments
@@ -131,7 +131,6 @@ def fit(
     preprocessing = Preprocessing.fit(X, sample_weight, standardize)
     working = preprocessing.transform(X, np.dtype(dtype), out=None if copy_x else X)
     data = ChunkedData.build(working, sample_weight, n_clusters, chunk_size)
-    _warn_if_few_distinct(data, n_clusters)
     tol_shift = tol * float(np.mean(weighted_moments(working, None)[1] ** 2))
 
     best: tuple[float, int, RunResult, float | None] | None = None
@@ -144,13 +143,19 @@ def fit(
             start = initial_centroids(data, n_clusters, init, np.random.default_rng(init_seed))
 
         callback = None if on_iteration is None else (lambda record, r=restart: on_iteration(r, record))
-        scale = within_cluster_scale(data, start)
         if mode == "hard":
             run = lloyd(data, start, max_iter, tol_shift, callback)
+            # The first iteration measured the inertia of the starting centroids, which
+            # is the within-cluster scale, so hard mode needs no extra pass for it.
+            first_inertia = run.history[0].inertia
+            scale = first_inertia if first_inertia > 0 else within_cluster_scale(data, start)
         else:
+            scale = within_cluster_scale(data, start)
             run = gradient_descent(data, start, scale, settings, np.random.default_rng(noise_seed), callback)
 
-        score = _restart_score(mode, data, run, scale, settings)
+        # With one restart there is nothing to rank, and the final assignment in
+        # _finish measures the same score, so the extra pass is skipped.
+        score = _restart_score(mode, data, run, scale, settings) if n_init > 1 else 0.0
         restart_scores.append(score * preprocessing.squared_unit)
         if best is None or score < best[0]:
             best = (score, restart, run, scale)
@@ -216,8 +221,12 @@ def memberships(data: ChunkedData, centroids: np.ndarray, temperature: float) ->
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
     out = np.empty((data.n_samples, centroids.shape[0]))
-    for chunk in data.chunks():
+
+    def kernel(chunk: Chunk) -> ChunkStats:
         out[chunk.rows] = responsibilities_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms, temperature)
+        return ChunkStats.zeros(centroids.shape[0], data.n_features)
+
+    data.reduce(kernel, centroids.shape[0])
     return out
 
 
@@ -241,6 +250,7 @@ def _finish(
     """
     centroids = preprocessing.inverse_centroids(run.centroids)
     labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids))
+    _warn_if_few_distinct(data, labels, n_clusters)
     unit = preprocessing.squared_unit
     if mode == "hard":
         objective = inertia / data.total_weight
@@ -248,6 +258,8 @@ def _finish(
     else:
         objective = _relaxed_objective(data, run.centroids, scale, settings)
         temperature = settings.tau * scale * unit
+    if len(restart_scores) == 1:
+        restart_scores = [objective * unit if mode == "soft" else inertia / data.total_weight * unit]
     return FitResult(
         centroids=centroids,
         labels=labels,
@@ -281,14 +293,20 @@ def _final_assignment(data: ChunkedData, centroids: np.ndarray) -> tuple[np.ndar
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
     labels = np.empty(data.n_samples, dtype=np.int64)
-    inertia = 0.0
-    for chunk in data.chunks():
+    n_clusters = centroids.shape[0]
+
+    def kernel(chunk: Chunk) -> ChunkStats:
         chunk_labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
         labels[chunk.rows] = chunk_labels
-        residual = chunk.X.astype(np.float64) - working[chunk_labels].astype(np.float64)
-        squared = np.einsum("ij,ij->i", residual, residual)
-        inertia += float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
-    return labels, inertia
+        residual = chunk.X.astype(np.float64)  # (m, d)
+        residual -= working[chunk_labels]
+        squared = np.einsum("ij,ij->i", residual, residual)  # (m,)
+        stats = ChunkStats.zeros(n_clusters, data.n_features)
+        stats.inertia = float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
+        return stats
+
+    stats = data.reduce(kernel, n_clusters)
+    return labels, stats.inertia
 
 
 def _relaxed_objective(data: ChunkedData, centroids: np.ndarray, scale: float, settings: RelaxedSettings) -> float:
@@ -327,9 +345,14 @@ def _parameters(settings: RelaxedSettings, mode: str) -> dict:
     return parameters
 
 
-def _warn_if_few_distinct(data: ChunkedData, n_clusters: int) -> None:
-    """Warn when X has fewer distinct rows than n_clusters (checked on small data only)."""
-    if data.n_samples > 200_000:
+def _warn_if_few_distinct(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> None:
+    """Warn when X has fewer distinct rows than n_clusters.
+
+    Fewer distinct rows than clusters always leaves a cluster without points (tied
+    centroids send their points to the lowest index), so the rows are only counted,
+    which costs a sort, when the final labels leave a cluster empty.
+    """
+    if np.bincount(labels, minlength=n_clusters).min() > 0:
         return
     distinct = np.unique(data.X, axis=0).shape[0]
     if distinct < n_clusters:
@@ -337,7 +360,7 @@ def _warn_if_few_distinct(data: ChunkedData, n_clusters: int) -> None:
             f"the data has {distinct} distinct points, fewer than n_clusters={n_clusters}; "
             "some clusters will coincide or stay empty",
             DegenerateDataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from softkm.errors import DegenerateDataWarning
-from softkm.kernels import chunk_rows, chunk_slices, row_norms_squared
+from softkm.kernels import block_rows, chunk_slices, row_norms_squared
 
 
 def kmeans_plusplus(
@@ -108,7 +108,7 @@ def _squared_distances_to(X: np.ndarray, x_squared_norms: np.ndarray, points: np
     points = points.astype(X.dtype)
     point_norms = row_norms_squared(points).astype(np.float64)
     out = np.empty((X.shape[0], points.shape[0]))
-    for rows in chunk_slices(X.shape[0], chunk_rows(X.shape[0], points.shape[0])):
+    for rows in chunk_slices(X.shape[0], block_rows(points.shape[0])):
         block = (X[rows] @ points.T).astype(np.float64)
         block *= -2.0
         block += point_norms

@@ -18,23 +18,42 @@ The private functions assume valid, C-contiguous input of one floating dtype.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-# A chunk's distance block is (chunk_rows, n_clusters); this many float64 entries
-# (2 MiB) keeps it within a typical L2 cache while amortising the per-chunk overhead.
+# A distance block is (block_rows, n_clusters); this many entries (2 MiB in float64)
+# keep it within a typical L2 cache while amortising the per-block overhead.
 _BLOCK_ENTRIES = 1 << 18
-_MIN_CHUNK_ROWS = 256
+_MIN_BLOCK_ROWS = 256
+# A chunk, the unit of work handed to a thread, spans one or more distance blocks. The
+# per-cluster sums cost a fixed overhead per chunk and cluster, so chunks are made
+# larger than a block where the data allows: up to this many entries of X, and small
+# enough that a data set splits into at least _MIN_CHUNKS chunks for the threads.
+_CHUNK_ENTRIES = 1 << 21
+_MIN_CHUNKS = 8
 
 
-def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None) -> int:
-    """Return the number of rows per chunk for a distance block of n_clusters columns."""
+def block_rows(n_clusters: int) -> int:
+    """Return the number of rows of a distance block with n_clusters columns."""
+    rows = _BLOCK_ENTRIES // max(n_clusters, 1)
+    if rows < _MIN_BLOCK_ROWS and _MIN_BLOCK_ROWS * n_clusters <= _BLOCK_ENTRIES:
+        rows = _MIN_BLOCK_ROWS
+    return max(1, rows)
+
+
+def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None, n_features: int = 1) -> int:
+    """Return the number of rows per chunk.
+
+    The result depends only on the data's shape (never on the number of threads), so
+    the order of every floating-point sum, and hence the result, is fixed by the data.
+    """
     if chunk_size is not None:
         return max(1, min(chunk_size, max(n_samples, 1)))
-    rows = _BLOCK_ENTRIES // max(n_clusters, 1)
-    if rows < _MIN_CHUNK_ROWS and _MIN_CHUNK_ROWS * n_clusters <= _BLOCK_ENTRIES:
-        rows = _MIN_CHUNK_ROWS
+    block = block_rows(n_clusters)
+    largest = max(block, _CHUNK_ENTRIES // max(n_features, 1))
+    rows = min(largest, max(block, -(-n_samples // _MIN_CHUNKS)))
     return max(1, min(rows, max(n_samples, 1)))
 
 
@@ -101,16 +120,30 @@ def assign_chunk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (labels (n_rows,) int64, squared distance to the nearest centroid (n_rows,)).
 
-    Ties go to the lowest cluster index, as ``np.argmin`` returns the first minimum.
+    Ties go to the lowest cluster index, as ``np.argmax`` returns the first maximum.
+    The distances are computed one block of rows at a time.
     """
-    scores = X @ centroids.T  # (m, k)
-    scores *= -2.0
-    scores += c_squared_norms
-    labels = np.argmin(scores, axis=1)
-    nearest = np.take_along_axis(scores, labels[:, None], axis=1)[:, 0]
+    # argmin_c |x|^2 - 2 x.c + |c|^2 = argmax_c x.c - |c|^2 / 2. Halving is exact, so
+    # the scores are exactly -1/2 times the expansion without |x|^2, and this saves a
+    # pass over the block.
+    half_norms = 0.5 * c_squared_norms
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    nearest = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in chunk_slices(X.shape[0], block_rows(centroids.shape[0])):
+        scores = X[rows] @ centroids.T  # (m, k)
+        scores -= half_norms
+        block_labels = np.argmax(scores, axis=1)
+        labels[rows] = block_labels
+        nearest[rows] = np.take_along_axis(scores, block_labels[:, None], axis=1)[:, 0]
+    nearest *= -2.0
     nearest += x_squared_norms
     np.maximum(nearest, 0.0, out=nearest)
     return labels, nearest
+
+
+# Up to this many features, per-feature weighted bincounts are the fastest way to sum
+# the rows of each cluster; beyond it, sorting the rows by label once wins.
+_BINCOUNT_MAX_FEATURES = 8
 
 
 def cluster_sums(
@@ -118,25 +151,35 @@ def cluster_sums(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return per-cluster weighted sums (n_clusters, n_features) and weights (n_clusters,).
 
-    Both are float64. The rows are sorted by label once and each cluster's block is
-    reduced with ``np.add.reduceat``, which costs O(n_rows * n_features) instead of the
-    O(n_rows * n_clusters * n_features) of a one-hot matrix product.
+    Both are float64 and cost O(n_rows * n_features), instead of the
+    O(n_rows * n_clusters * n_features) of a one-hot matrix product. With few features,
+    each column is summed by ``np.bincount`` (which accumulates in float64). Otherwise
+    the rows are sorted by label once, with a radix sort on 16-bit labels where they
+    fit, and each cluster's block is reduced with ``np.add.reduceat``.
     """
     n_features = X.shape[1]
-    sums = np.zeros((n_clusters, n_features))
     if sample_weight is None:
         weights = np.bincount(labels, minlength=n_clusters).astype(np.float64)
     else:
         weights = np.bincount(labels, weights=sample_weight, minlength=n_clusters)
     if len(labels) == 0:
+        return np.zeros((n_clusters, n_features)), weights
+
+    if n_features <= _BINCOUNT_MAX_FEATURES:
+        sums = np.empty((n_clusters, n_features))
+        for feature in range(n_features):
+            column = X[:, feature] if sample_weight is None else X[:, feature] * sample_weight
+            sums[:, feature] = np.bincount(labels, weights=column, minlength=n_clusters)
         return sums, weights
 
-    order = np.argsort(labels, kind="stable")
+    sort_keys = labels.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max + 1 else labels
+    order = np.argsort(sort_keys, kind="stable")
     sorted_labels = labels[order]
     rows = X[order]
     if sample_weight is not None:
-        rows = rows * sample_weight[order, None].astype(X.dtype)
+        rows *= sample_weight[order, None].astype(X.dtype)
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sums = np.zeros((n_clusters, n_features))
     sums[sorted_labels[starts]] = np.add.reduceat(rows, starts, axis=0, dtype=np.float64)
     return sums, weights
 
@@ -212,7 +255,7 @@ def relaxed_chunk(
 
     and the returned ``ChunkStats`` contains ``sums = G^T X`` (n_clusters, n_features)
     and ``weights = G^T 1`` (n_clusters,), so the gradient needs one more matrix
-    product per chunk and no loop over points or clusters.
+    product per block and no loop over points or clusters.
 
     With ``straight_through`` the forward pass uses the one-hot ``h`` of the row
     argmax of ``p``, so the objective is ``sum_x w_x d_x,argmax``, and the backward
@@ -221,55 +264,114 @@ def relaxed_chunk(
 
     The statistics' ``inertia`` is the weighted hard inertia of the current centroids.
     The second return value is ``p`` (n_rows, n_clusters) when requested, else None.
+    The work runs one distance block of rows at a time (see ``_relaxed_block``).
     """
-    shifted = distance_block(X, x_squared_norms, centroids, c_squared_norms)  # (m, k)
-    nearest = shifted.min(axis=1)  # (m,)
-    # Distances relative to the nearest centroid keep the logits <= 0 and avoid the
-    # cancellation of subtracting two large distances later on.
-    shifted -= nearest[:, None]
+    n_clusters, n_features = centroids.shape
+    total = ChunkStats(np.zeros((n_clusters, n_features)), np.zeros(n_clusters), mass=np.zeros(n_clusters))
+    memberships = np.empty((X.shape[0], n_clusters), dtype=X.dtype) if return_responsibilities else None
+    half_norms = 0.5 * c_squared_norms
+    for rows in chunk_slices(X.shape[0], block_rows(n_clusters)):
+        _relaxed_block(
+            X[rows],
+            x_squared_norms[rows],
+            None if sample_weight is None else sample_weight[rows],
+            centroids,
+            half_norms,
+            temperature,
+            None if noise is None else noise[rows],
+            straight_through,
+            None if memberships is None else memberships[rows],
+            total,
+        )
+    return total, memberships
 
-    memberships = membership_logits(shifted, temperature)  # (m, k)
-    if noise is not None:
-        memberships += noise
-    softmax_rows(memberships)
-    mean_shifted = np.einsum("ij,ij->i", memberships, shifted)  # (m,) dbar_x - nearest_x
+
+# Logits below this give exp() == 0 in float32 and float64 alike. Clipping to it keeps
+# them finite, so that a membership of exactly 0 times its logit is 0, not NaN.
+_LOGIT_FLOOR = -1e4
+
+
+def _relaxed_block(
+    X: np.ndarray,
+    x_squared_norms: np.ndarray,
+    sample_weight: np.ndarray | None,
+    centroids: np.ndarray,
+    half_norms: np.ndarray,
+    temperature: float,
+    noise: np.ndarray | None,
+    straight_through: bool,
+    memberships_out: np.ndarray | None,
+    total: ChunkStats,
+) -> None:
+    """Add one block's relaxed statistics to ``total``, and write its memberships if asked.
+
+    The block's buffers are reused in place, and ``p`` is never normalised as a whole.
+    With ``E = exp(logits)`` and ``r = 1 / sum_c E``, ``p = r E``, so the row factor
+    ``r w`` is applied to the (m, d) rows of X and to the weight vector instead of to
+    the (m, k) block.
+    """
+    scores = X @ centroids.T  # (m, k), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
+    scores -= half_norms
+    best = scores.max(axis=1)  # (m,)
+    nearest = x_squared_norms - 2.0 * best  # (m,) squared distance to the nearest centroid
+    np.maximum(nearest, 0.0, out=nearest)
+
+    # logits = -(d - d_min) / T = 2 (score - best) / T: at most 0, with a 0 in every
+    # row. Dividing by T / 2 instead of multiplying keeps 0 at 0 when 2 / T overflows.
+    logits = scores
+    logits -= best[:, None]
+    factor = 2.0 / temperature
+    if math.isfinite(factor):
+        logits *= factor
+    else:
+        logits /= temperature / 2.0
+    if logits.min() < _LOGIT_FLOOR:
+        np.maximum(logits, _LOGIT_FLOOR, out=logits)
+
+    if noise is None:
+        exponentials = np.exp(logits)  # (m, k), the row maximum is exp(0) = 1
+    else:
+        exponentials = logits + noise
+        exponentials -= exponentials.max(axis=1, keepdims=True)
+        np.exp(exponentials, out=exponentials)
+    inverse_sums = 1.0 / exponentials.sum(axis=1)  # (m,), each sum is >= 1
+    mean_logits = np.einsum("ij,ij->i", exponentials, logits)  # (m,)
+    mean_logits *= inverse_sums  # sum_c p_c logits_c = -(dbar - d_min) / T
 
     if straight_through:
-        winners = np.argmax(memberships, axis=1)
-        row_objective = nearest + np.take_along_axis(shifted, winners[:, None], axis=1)[:, 0]
+        winners = np.argmax(exponentials, axis=1)
+        winner_logits = np.take_along_axis(logits, winners[:, None], axis=1)[:, 0]
+        row_objective = nearest - temperature * winner_logits
+        # G = h + p (logits - mean): the one-hot part is added after the product.
+        logits -= mean_logits[:, None]
     else:
-        row_objective = nearest + mean_shifted
+        row_objective = nearest - temperature * mean_logits
+        # G = p (1 - (d - dbar) / T) = p (1 + logits - mean).
+        logits += (1.0 - mean_logits)[:, None]
+    logits *= exponentials  # (m, k), G / (r w)
+    gradient_weights = logits
 
-    # G = p * (1 - (d - dbar) / T), built in place in the distance buffer. The ratio is
-    # clipped to the finite range so that a membership of exactly 0 times an overflowed
-    # ratio gives 0, not NaN.
-    gradient_weights = shifted
-    gradient_weights -= mean_shifted[:, None]
-    gradient_weights /= temperature
-    limit = np.finfo(gradient_weights.dtype).max
-    np.clip(gradient_weights, -limit, limit, out=gradient_weights)
+    row_factor = inverse_sums if sample_weight is None else inverse_sums * sample_weight.astype(X.dtype)
+    scaled_rows = X * row_factor[:, None]  # (m, d)
+    sums = (gradient_weights.T @ scaled_rows).astype(np.float64)  # (k, d)
+    weights = (row_factor @ gradient_weights).astype(np.float64)  # (k,)
+    mass = (row_factor @ exponentials).astype(np.float64)  # (k,)
     if straight_through:
-        gradient_weights *= memberships
-        gradient_weights *= -1.0
-        gradient_weights[np.arange(len(winners)), winners] += 1.0
-    else:
-        np.subtract(1.0, gradient_weights, out=gradient_weights)
-        gradient_weights *= memberships
+        one_hot_sums, one_hot_weights = cluster_sums(X, winners, sample_weight, centroids.shape[0])
+        sums += one_hot_sums
+        weights += one_hot_weights
 
-    if sample_weight is not None:
-        gradient_weights *= sample_weight[:, None].astype(gradient_weights.dtype)
-        objective = float(np.dot(row_objective.astype(np.float64), sample_weight))
-        inertia = float(np.dot(nearest.astype(np.float64), sample_weight))
-        mass = sample_weight @ memberships.astype(np.float64)
+    if sample_weight is None:
+        total.objective += float(row_objective.sum(dtype=np.float64))
+        total.inertia += float(nearest.sum(dtype=np.float64))
     else:
-        objective = float(row_objective.sum(dtype=np.float64))
-        inertia = float(nearest.sum(dtype=np.float64))
-        mass = memberships.sum(axis=0, dtype=np.float64)
-
-    sums = (gradient_weights.T @ X).astype(np.float64)  # (k, d)
-    weights = gradient_weights.sum(axis=0, dtype=np.float64)  # (k,)
-    stats = ChunkStats(sums, weights, objective, inertia, mass)
-    return stats, (memberships if return_responsibilities else None)
+        total.objective += float(np.dot(row_objective.astype(np.float64), sample_weight))
+        total.inertia += float(np.dot(nearest.astype(np.float64), sample_weight))
+    total.sums += sums
+    total.weights += weights
+    total.mass += mass
+    if memberships_out is not None:
+        np.multiply(exponentials, inverse_sums[:, None], out=memberships_out)
 
 
 def membership_logits(shifted: np.ndarray, temperature: float) -> np.ndarray:
@@ -296,21 +398,16 @@ def responsibilities_chunk(
     return softmax_rows(membership_logits(shifted, temperature))
 
 
-def uniform_open(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Draw float64 uniforms strictly inside (0, 1).
-
-    Each value is ``(i + 0.5) * 2^-52`` for a random 52-bit integer ``i``, so the smallest
-    is 2^-53 and the largest 1 - 2^-53: both ``log(u)`` and ``log(-log(u))`` are finite.
-    """
-    integers = rng.integers(0, 1 << 52, size=shape, dtype=np.int64)
-    return (integers.astype(np.float64) + 0.5) * (2.0**-52)
-
-
 def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Draw standard Gumbel noise ``-log(-log u)`` (shape) in the given dtype.
+    """Draw standard Gumbel noise (shape) in the given dtype, as ``-log(E)`` with E ~ Exp(1).
 
-    The values lie in about [-3.6, 36.7] and are computed in float64, so the cast to
-    float32 can neither overflow nor produce log(0).
+    One exponential draw and one logarithm per value, both in ``dtype``. A draw of
+    exactly 0 would give +inf, so E is raised to the smallest normal number first,
+    which bounds the noise by about 87 in float32 and 708 in float64.
     """
-    u = uniform_open(rng, shape)
-    return (-np.log(-np.log(u))).astype(dtype, copy=False)
+    dtype = np.dtype(dtype)
+    draws = rng.standard_exponential(size=shape, dtype=dtype)
+    np.maximum(draws, np.finfo(dtype).tiny, out=draws)
+    np.log(draws, out=draws)
+    np.negative(draws, out=draws)
+    return draws

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softkm.chunks import ChunkedData
+from softkm.chunks import Chunk, ChunkedData
 from softkm.errors import EmptyClusterWarning
 from softkm.kernels import ChunkStats, hard_chunk, row_norms_squared
 
@@ -107,15 +107,16 @@ def assignment_pass(
     """
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
-    total = ChunkStats.zeros(centroids.shape[0], data.n_features)
-    for chunk in data.chunks():
+
+    def kernel(chunk: Chunk) -> ChunkStats:
         chunk_labels, chunk_nearest, stats = hard_chunk(
             chunk.X, chunk.x_squared_norms, chunk.sample_weight, working, c_squared_norms
         )
         labels[chunk.rows] = chunk_labels
         nearest[chunk.rows] = chunk_nearest
-        total.add(stats)
-    return total
+        return stats
+
+    return data.reduce(kernel, centroids.shape[0])
 
 
 def relocate_empty(
