@@ -25,12 +25,14 @@ from softkm.chunks import Chunk, ChunkedData
 from softkm.errors import ConvergenceWarning, DegenerateDataWarning, OptionError
 from softkm.initialization import kmeans_plusplus, random_points
 from softkm.kernels import ChunkStats, assign_chunk, responsibilities_chunk, row_norms_squared
+from softkm.hamerly import hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
 from softkm.optim import OPTIMIZERS
 from softkm.preprocessing import Preprocessing, weighted_moments
 from softkm.relaxed import RelaxedSettings, gradient_descent, relaxed_pass, within_cluster_scale
 
 MODES = ("hard", "soft", "gumbel")
+ALGORITHMS = ("hamerly", "lloyd")
 INITS = ("k-means++", "random")
 DTYPES = ("float64", "float32")
 
@@ -100,6 +102,7 @@ def fit(
     dtype: str = "float64",
     chunk_size: int | None = None,
     copy_x: bool = True,
+    algorithm: str = "hamerly",
     on_iteration: Callable[[int, IterationRecord], None] | None = None,
 ) -> FitResult:
     """Cluster X (n_samples, n_features) into n_clusters with the chosen assignment mode.
@@ -109,6 +112,11 @@ def fit(
     In hard mode ``tol`` bounds the total squared centroid shift relative to the mean
     feature variance, as in scikit-learn. In soft mode it bounds both the relative
     change of the objective and the largest step relative to sqrt(s).
+
+    ``algorithm`` picks how hard mode runs its Lloyd iterations: 'hamerly' (the
+    default) skips the points that triangle-inequality bounds prove cannot change
+    cluster, at the cost of two bounds per point, and 'lloyd' recomputes every
+    distance. Both give the same labels and the same centroids up to rounding.
 
     ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X
     already has ``dtype``. That saves a copy of the data, but X no longer holds the
@@ -125,6 +133,8 @@ def fit(
         optimizer, learning_rate, straight_through, batch_size, chunk_size,
     )
     init_centroids = _check_init(init, n_clusters, X.shape[1], n_init)
+    if algorithm not in ALGORITHMS:
+        raise OptionError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if init_centroids is not None:
         n_init = init_centroids.shape[0]
 
@@ -144,7 +154,8 @@ def fit(
 
         callback = None if on_iteration is None else (lambda record, r=restart: on_iteration(r, record))
         if mode == "hard":
-            run = lloyd(data, start, max_iter, tol_shift, callback)
+            hard_loop = hamerly if algorithm == "hamerly" else lloyd
+            run = hard_loop(data, start, max_iter, tol_shift, callback)
             # The first iteration measured the inertia of the starting centroids, which
             # is the within-cluster scale, so hard mode needs no extra pass for it.
             first_inertia = run.history[0].inertia

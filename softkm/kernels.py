@@ -141,6 +141,37 @@ def assign_chunk(
     return labels, nearest
 
 
+def assign_two_nearest(
+    X: np.ndarray, x_squared_norms: np.ndarray, centroids: np.ndarray, c_squared_norms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return labels (n_rows,) int64 and squared distances to the nearest and second
+    nearest centroids (n_rows,) each, in X's dtype.
+
+    Ties go to the lowest index as in ``assign_chunk``, whose labels and nearest
+    distances this reproduces exactly. With one centroid the second distance is inf.
+    """
+    half_norms = 0.5 * c_squared_norms
+    n_rows = X.shape[0]
+    labels = np.empty(n_rows, dtype=np.int64)
+    best = np.empty(n_rows, dtype=X.dtype)
+    second = np.full(n_rows, -np.inf, dtype=X.dtype)
+    for rows in chunk_slices(n_rows, block_rows(centroids.shape[0])):
+        scores = X[rows] @ centroids.T  # (m, k)
+        scores -= half_norms
+        block_labels = np.argmax(scores, axis=1)
+        block_index = np.arange(len(block_labels))
+        labels[rows] = block_labels
+        best[rows] = scores[block_index, block_labels]
+        if centroids.shape[0] > 1:
+            scores[block_index, block_labels] = -np.inf
+            second[rows] = scores.max(axis=1)
+    nearest = x_squared_norms - 2.0 * best
+    np.maximum(nearest, 0.0, out=nearest)
+    second_nearest = x_squared_norms - 2.0 * second
+    np.maximum(second_nearest, 0.0, out=second_nearest)
+    return labels, nearest, second_nearest
+
+
 # Up to this many features, per-feature weighted bincounts are the fastest way to sum
 # the rows of each cluster; beyond it, sorting the rows by label once wins.
 _BINCOUNT_MAX_FEATURES = 8

@@ -1,0 +1,260 @@
+"""Hard mode with Hamerly's bounds: Lloyd iterations that skip settled points.
+
+Every point keeps an upper bound ``upper`` on its distance to its own centroid and a
+lower bound ``lower`` on its distance to every other centroid (plain, not squared,
+distances). When the centroids move by ``delta_j``, the triangle inequality keeps the
+bounds valid after ``upper += delta_own`` and ``lower -= max_{j != own} delta_j``. A
+point whose upper bound is below ``max(lower, s_own)``, with ``s_j`` half the distance
+from centroid j to its nearest other centroid, cannot change cluster and is skipped.
+The others get their upper bound tightened to the exact distance, and only those
+still in doubt have all their distances recomputed. The per-cluster sums are updated
+with the points that changed cluster instead of being recomputed.
+
+The labels are those of ``softkm.lloyd.lloyd``: a point is only skipped when its bounds
+leave a margin larger than the rounding error of the distance expansion, and a point
+in doubt is assigned by the same kernel. The centroids agree with Lloyd's to rounding
+(the sums are kept in float64 and updated instead of recomputed), and the loop stops
+on the same conditions. The bounds cost three float64 values per point, so this runs
+only on in-memory data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from softkm.chunks import Chunk, ChunkedData
+from softkm.kernels import ChunkStats, assign_two_nearest, chunk_rows, chunk_slices, cluster_sums, row_norms_squared
+from softkm.lloyd import IterationRecord, RunResult, relocate_empty
+from softkm.parallel import parallel_map
+
+# The distance expansion loses about eps * (|x|^2 + |c|^2) to cancellation. Bounds
+# are only trusted beyond this many times that error, in distance units.
+_MARGIN_FACTOR = 8.0
+
+
+def hamerly(
+    data: ChunkedData,
+    centroids: np.ndarray,
+    max_iter: int,
+    tol_shift: float,
+    on_iteration: Callable[[IterationRecord], None] | None = None,
+) -> RunResult:
+    """Run Lloyd iterations with Hamerly's bounds from centroids (n_clusters, n_features).
+
+    Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result. The bounds
+    are kept in the data's dtype: the margin (see ``_rounding_margin``) is thousands of
+    times the rounding of the bound updates, even in float32.
+    """
+    n_clusters = centroids.shape[0]
+    history: list[IterationRecord] = []
+    n_relocated = 0
+    n_changed = -1  # unknown before the second assignment
+    converged = False
+    started = time.perf_counter()
+
+    labels, _, upper, lower, stats = _full_pass(data, centroids)
+    squares = _cluster_squares(data, labels, n_clusters)
+    inertia = stats.inertia
+    for iteration in range(1, max_iter + 1):
+        new_centroids = centroids.copy()
+        moved = stats.weights > 0
+        new_centroids[moved] = stats.sums[moved] / stats.weights[moved, None]
+        if not moved.all():
+            # Relocation needs every point's exact distance, so the points are assigned
+            # again from scratch (to the same labels) before the empty clusters move.
+            labels, nearest, upper, lower, stats = _full_pass(data, centroids)
+            previous = labels.copy()
+            n_relocated += relocate_empty(data, stats, labels, nearest, new_centroids)
+            # A relocated point sits on its new centroid, and its old centroid is now
+            # one of the others, at the distance its upper bound covers.
+            relocated = labels != previous
+            lower[relocated] = np.minimum(lower[relocated], upper[relocated])
+            upper[relocated] = 0.0
+            # relocate_empty only takes the points out of their old clusters' sums, so
+            # the statistics that later updates build on are recomputed from the labels.
+            stats = _label_statistics(data, labels, n_clusters)
+            squares = _cluster_squares(data, labels, n_clusters)
+
+        shift = float(((new_centroids - centroids) ** 2).sum())
+        record = IterationRecord(
+            iteration, inertia / data.total_weight, inertia / data.total_weight, None, shift,
+            time.perf_counter() - started,
+        )
+        history.append(record)
+        if on_iteration is not None:
+            on_iteration(record)
+        if n_changed == 0 or shift <= tol_shift:
+            converged = True
+        if converged or iteration == max_iter:
+            centroids = new_centroids
+            break
+
+        _move_bounds(upper, lower, labels, centroids, new_centroids)
+        centroids = new_centroids
+        n_changed = _update(data, centroids, labels, upper, lower, stats, squares)
+        inertia = _inertia(stats, squares, centroids)
+
+    return RunResult(centroids, len(history), converged, history, n_relocated)
+
+
+def _full_pass(data: ChunkedData, centroids: np.ndarray):
+    """Assign every point exactly.
+
+    Returns labels (n_samples,), the squared distance to the nearest centroid, the upper
+    and lower bounds (n_samples,) each, and the Lloyd statistics with the inertia.
+    """
+    n_clusters = centroids.shape[0]
+    working = centroids.astype(data.X.dtype)
+    c_squared_norms = row_norms_squared(working)
+    labels = np.empty(data.n_samples, dtype=np.int64)
+    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
+    upper = np.empty(data.n_samples, dtype=data.X.dtype)
+    lower = np.empty(data.n_samples, dtype=data.X.dtype)
+
+    def kernel(chunk: Chunk) -> ChunkStats:
+        chunk_labels, chunk_nearest, second = assign_two_nearest(
+            chunk.X, chunk.x_squared_norms, working, c_squared_norms
+        )
+        labels[chunk.rows] = chunk_labels
+        nearest[chunk.rows] = chunk_nearest
+        upper[chunk.rows] = np.sqrt(chunk_nearest)
+        lower[chunk.rows] = np.sqrt(second)
+        sums, weights = cluster_sums(chunk.X, chunk_labels, chunk.sample_weight, n_clusters)
+        if chunk.sample_weight is None:
+            inertia = float(chunk_nearest.sum(dtype=np.float64))
+        else:
+            inertia = float(np.dot(chunk_nearest.astype(np.float64), chunk.sample_weight))
+        return ChunkStats(sums, weights, inertia, inertia)
+
+    stats = data.reduce(kernel, n_clusters)
+    return labels, nearest, upper, lower, stats
+
+
+def _label_statistics(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> ChunkStats:
+    """Return the per-cluster sums and weights of the points under ``labels``."""
+
+    def kernel(chunk: Chunk) -> ChunkStats:
+        sums, weights = cluster_sums(chunk.X, labels[chunk.rows], chunk.sample_weight, n_clusters)
+        return ChunkStats(sums, weights)
+
+    return data.reduce(kernel, n_clusters)
+
+
+def _cluster_squares(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Return the weighted sum of ``|x|^2`` over each cluster's points (n_clusters,)."""
+    norms = data.x_squared_norms.astype(np.float64)
+    if data.sample_weight is not None:
+        norms = norms * data.sample_weight
+    return np.bincount(labels, weights=norms, minlength=n_clusters)
+
+
+def _inertia(stats: ChunkStats, squares: np.ndarray, centroids: np.ndarray) -> float:
+    """Return the weighted inertia of the current labels against ``centroids``.
+
+    ``sum_x w |x - c|^2 = sum_j (Q_j - 2 c_j . S_j + W_j |c_j|^2)`` from the per-cluster
+    sums S, weights W and squares Q, at O(k d) cost instead of a pass over the data.
+    """
+    per_cluster = squares - 2.0 * np.einsum("ij,ij->i", centroids, stats.sums)
+    per_cluster += stats.weights * np.einsum("ij,ij->i", centroids, centroids)
+    return float(max(per_cluster.sum(), 0.0))
+
+
+def _rounding_margin(data: ChunkedData, centroids: np.ndarray) -> float:
+    """Return a bound on the rounding error of a computed distance, in distance units."""
+    largest = float(data.x_squared_norms.max(initial=0.0)) + float((centroids**2).sum(axis=1).max(initial=0.0))
+    return _MARGIN_FACTOR * float(np.sqrt(np.finfo(data.X.dtype).eps * largest))
+
+
+def _move_bounds(upper, lower, labels, old_centroids, new_centroids) -> None:
+    """Loosen the bounds by the centroid movements, in place."""
+    delta = np.sqrt(((new_centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
+    upper += delta[labels]
+    if len(delta) == 1:
+        return
+    order = np.argsort(delta)
+    largest, runner_up = delta[order[-1]], delta[order[-2]]
+    # A point's lower bound covers the other centroids only, so the cluster that moved
+    # most loosens its own points by the runner-up movement.
+    lower -= largest
+    lower[labels == order[-1]] += largest - runner_up
+
+
+def _update(data, centroids, labels, upper, lower, stats, squares) -> int:
+    """Reassign the points whose bounds leave doubt; update the statistics in place.
+
+    Returns the number of points that changed cluster.
+    """
+    n_clusters = centroids.shape[0]
+    if n_clusters > 1:
+        between = np.sqrt(np.maximum(_squared_centroid_distances(centroids), 0.0))
+        np.fill_diagonal(between, np.inf)
+        half_gap = 0.5 * between.min(axis=1)
+    else:
+        half_gap = np.full(1, np.inf)
+
+    threshold = np.maximum(half_gap.astype(lower.dtype)[labels], lower)
+    threshold -= _rounding_margin(data, centroids)
+    doubt = np.flatnonzero(upper > threshold)
+    if len(doubt) == 0:
+        return 0
+
+    working = centroids.astype(data.X.dtype)
+    c_squared_norms = row_norms_squared(working)
+    rows_per_chunk = chunk_rows(len(doubt), n_clusters, None, data.n_features)
+
+    def kernel(indices: np.ndarray):
+        X = data.X[indices]
+        own = labels[indices]
+        # The exact distance to the own centroid, in float64, tightens the upper bound.
+        residual = X.astype(np.float64)
+        residual -= centroids[own]
+        exact = np.sqrt(np.einsum("ij,ij->i", residual, residual))
+        new_labels = own.copy()
+        new_upper = exact.astype(upper.dtype)
+        new_lower = lower[indices]
+        rows = np.flatnonzero(exact > threshold[indices])
+        if len(rows):
+            found, nearest, second = assign_two_nearest(
+                X[rows], data.x_squared_norms[indices[rows]], working, c_squared_norms
+            )
+            new_labels[rows] = found
+            new_upper[rows] = np.sqrt(nearest)
+            new_lower[rows] = np.sqrt(second)
+        return new_labels, new_upper, new_lower
+
+    pieces = [doubt[rows] for rows in chunk_slices(len(doubt), rows_per_chunk)]
+    n_changed = 0
+    for indices, (new_labels, new_upper, new_lower) in zip(pieces, parallel_map(kernel, pieces)):
+        upper[indices] = new_upper
+        lower[indices] = new_lower
+        changed = new_labels != labels[indices]
+        if changed.any():
+            moved_rows = indices[changed]
+            _move_points(data, moved_rows, labels[moved_rows], new_labels[changed], stats, squares, n_clusters)
+            labels[moved_rows] = new_labels[changed]
+            n_changed += len(moved_rows)
+    return n_changed
+
+
+def _move_points(data, rows, old_labels, new_labels, stats, squares, n_clusters) -> None:
+    """Move the points at ``rows`` from their old clusters' statistics to their new ones."""
+    X = data.X[rows]
+    weights = None if data.sample_weight is None else data.sample_weight[rows]
+    norms = data.x_squared_norms[rows].astype(np.float64)
+    if weights is not None:
+        norms = norms * weights
+    old_sums, old_weights = cluster_sums(X, old_labels, weights, n_clusters)
+    new_sums, new_weights = cluster_sums(X, new_labels, weights, n_clusters)
+    stats.sums += new_sums - old_sums
+    stats.weights += new_weights - old_weights
+    squares += np.bincount(new_labels, weights=norms, minlength=n_clusters)
+    squares -= np.bincount(old_labels, weights=norms, minlength=n_clusters)
+
+
+def _squared_centroid_distances(centroids: np.ndarray) -> np.ndarray:
+    """Return the squared distances between all pairs of centroids (k, k), float64."""
+    norms = (centroids**2).sum(axis=1)
+    return norms[:, None] - 2.0 * centroids @ centroids.T + norms[None, :]

@@ -1,0 +1,210 @@
+"""Hard mode with Hamerly's bounds against plain Lloyd iterations, and the thread pool.
+
+Hamerly's iterations must reproduce Lloyd's: the same labels, iteration count and
+convergence flag, and centroids equal up to rounding, in every dtype, with weights,
+with empty clusters and with duplicate points. Results must not depend on the number
+of threads.
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from softkm import engine, parallel
+from softkm.chunks import ChunkedData
+from softkm.hamerly import hamerly
+from softkm.lloyd import assignment_pass, lloyd
+from softkm.preprocessing import Preprocessing
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DTYPES = ["float32", "float64"]
+
+
+def working_data(X, dtype, sample_weight=None, chunk_size=None, n_clusters=4):
+    """Return X in working units as ChunkedData, and the Preprocessing used."""
+    preprocessing = Preprocessing.fit(X, sample_weight)
+    working = preprocessing.transform(X, np.dtype(dtype))
+    return ChunkedData.build(working, sample_weight, n_clusters, chunk_size), preprocessing
+
+
+def final_labels(data, centroids):
+    labels = np.empty(data.n_samples, dtype=np.int64)
+    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
+    assignment_pass(data, centroids, labels, nearest)
+    return labels
+
+
+def assert_same_run(data, start, max_iter=50, tol_shift=0.0):
+    """Run both loops from ``start`` and check that they agree."""
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        expected = lloyd(data, start.copy(), max_iter, tol_shift)
+        result = hamerly(data, start.copy(), max_iter, tol_shift)
+
+    assert result.n_iter == expected.n_iter
+    assert result.converged == expected.converged
+    assert result.n_relocated == expected.n_relocated
+    scale = float(np.abs(expected.centroids).max()) + 1.0
+    assert np.abs(result.centroids - expected.centroids).max() <= 1e-9 * scale
+    np.testing.assert_array_equal(final_labels(data, result.centroids), final_labels(data, expected.centroids))
+    inertia = np.array([record.inertia for record in result.history])
+    expected_inertia = np.array([record.inertia for record in expected.history])
+    rounding = 1e-4 if data.X.dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(inertia, expected_inertia, rtol=rounding)
+    return expected
+
+
+def blobs(seed, n_samples=3000, n_features=5, n_centres=6, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-8, 8, size=(n_centres, n_features))
+    return centres[rng.integers(0, n_centres, n_samples)] + spread * rng.standard_normal((n_samples, n_features))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hamerly_matches_lloyd_on_blobs(dtype, seed):
+    X = blobs(seed)
+    data, _ = working_data(X, dtype, n_clusters=8)
+    start = data.X[np.random.default_rng(seed).choice(len(X), 8, replace=False)].astype(np.float64)
+
+    assert_same_run(data, start)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hamerly_matches_lloyd_unstructured(dtype):
+    X = np.random.default_rng(7).standard_normal((4000, 3))
+    data, _ = working_data(X, dtype, n_clusters=20, chunk_size=333)
+    start = data.X[:20].astype(np.float64)
+
+    assert_same_run(data, start, max_iter=100)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hamerly_matches_lloyd_weighted(dtype):
+    X = blobs(3, n_samples=2000)
+    sample_weight = np.random.default_rng(3).uniform(0.1, 5.0, len(X))
+    data, _ = working_data(X, dtype, sample_weight, n_clusters=6)
+    start = data.X[:6].astype(np.float64)
+
+    assert_same_run(data, start)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hamerly_matches_lloyd_with_empty_cluster(dtype):
+    # Two starting centroids far outside the data lose every point in the first
+    # assignment and are relocated.
+    X = blobs(4, n_samples=1500, n_features=2, n_centres=4)
+    data, _ = working_data(X, dtype, n_clusters=6)
+    start = np.vstack([data.X[:4].astype(np.float64), [[50.0, 50.0], [-50.0, -50.0]]])
+
+    expected = assert_same_run(data, start)
+
+    assert expected.n_relocated >= 2
+
+
+def test_hamerly_matches_lloyd_duplicates():
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]), 50, axis=0)
+    data, _ = working_data(X, "float64", n_clusters=6)
+    start = data.X[[0, 1, 2, 3, 50, 100]].astype(np.float64)
+
+    assert_same_run(data, start)
+
+
+def test_hamerly_single_cluster():
+    X = blobs(5, n_samples=500)
+    data, _ = working_data(X, "float64", n_clusters=1)
+
+    assert_same_run(data, data.X[:1].astype(np.float64))
+
+
+def test_hamerly_stops_on_shift_tolerance():
+    X = blobs(6)
+    data, _ = working_data(X, "float64", n_clusters=6)
+    start = data.X[:6].astype(np.float64)
+
+    assert_same_run(data, start, tol_shift=1e-3)
+
+
+@pytest.mark.parametrize("path", sorted(DATA_DIR.glob("*.csv")) if DATA_DIR.is_dir() else [
+    pytest.param(None, marks=pytest.mark.skip(reason=f"benchmark CSVs not found in {DATA_DIR}"))
+])
+def test_hamerly_matches_lloyd_benchmarks(path):
+    table = pd.read_csv(path)
+    X = table.drop(columns="label").to_numpy(dtype=np.float64)
+    k = int(table["label"].nunique())
+    data, _ = working_data(X, "float64", n_clusters=k)
+    start = data.X[np.random.default_rng(0).choice(len(X), k, replace=False)].astype(np.float64)
+
+    assert_same_run(data, start, max_iter=300)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft", "gumbel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fit_same_bytes_across_threads(mode, dtype):
+    X = blobs(8, n_samples=5000, n_features=4)
+    results = []
+    try:
+        for n_threads in (1, 2, 3):
+            parallel.set_num_threads(n_threads)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = engine.fit(X, 5, mode=mode, dtype=dtype, seed=3, max_iter=30, chunk_size=700)
+            results.append(result)
+    finally:
+        parallel.set_num_threads(None)
+
+    for result in results[1:]:
+        assert result.centroids.tobytes() == results[0].centroids.tobytes()
+        assert result.labels.tobytes() == results[0].labels.tobytes()
+        assert result.inertia == results[0].inertia
+
+
+def test_fit_algorithms_agree():
+    X = blobs(9, n_samples=4000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = engine.fit(X, 6, seed=1, algorithm="hamerly")
+        plain = engine.fit(X, 6, seed=1, algorithm="lloyd")
+
+    np.testing.assert_array_equal(fast.labels, plain.labels)
+    np.testing.assert_allclose(fast.centroids, plain.centroids, rtol=1e-12, atol=1e-12)
+    assert fast.n_iter == plain.n_iter
+
+
+def test_fit_rejects_unknown_algorithm():
+    with pytest.raises(Exception, match="algorithm must be one of hamerly, lloyd, got 'elkan'"):
+        engine.fit(blobs(0, n_samples=50), 2, algorithm="elkan")
+
+
+def test_parallel_map_keeps_order():
+    try:
+        parallel.set_num_threads(3)
+        results = list(parallel.parallel_map(lambda value: value * value, range(50)))
+    finally:
+        parallel.set_num_threads(None)
+
+    assert results == [value * value for value in range(50)]
+
+
+def test_parallel_map_restores_blas_threads():
+    from threadpoolctl import threadpool_info
+
+    before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    inside = []
+
+    def record(_):
+        inside.append([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
+
+    list(parallel.parallel_map(record, range(3)))
+    after = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    assert all(all(count == 1 for count in counts) for counts in inside)
+    assert after == before
+
+
+def test_set_num_threads_rejects_zero():
+    with pytest.raises(ValueError, match="n_threads must be at least 1, got 0"):
+        parallel.set_num_threads(0)
