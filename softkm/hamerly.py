@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData
-from softkm.kernels import ChunkStats, assign_two_nearest, chunk_rows, chunk_slices, cluster_sums, row_norms_squared
+from softkm.kernels import ChunkStats, assign_two_nearest, cluster_sums, row_norms_squared
 from softkm.lloyd import IterationRecord, RunResult, relocate_empty
 from softkm.parallel import parallel_map
 
@@ -92,9 +92,8 @@ def hamerly(
             centroids = new_centroids
             break
 
-        _move_bounds(upper, lower, labels, centroids, new_centroids)
+        n_changed = _update(data, centroids, new_centroids, labels, upper, lower, stats, squares)
         centroids = new_centroids
-        n_changed = _update(data, centroids, labels, upper, lower, stats, squares)
         inertia = _inertia(stats, squares, centroids)
 
     return RunResult(centroids, len(history), converged, history, n_relocated)
@@ -168,73 +167,66 @@ def _rounding_margin(data: ChunkedData, centroids: np.ndarray) -> float:
     return _MARGIN_FACTOR * float(np.sqrt(np.finfo(data.X.dtype).eps * largest))
 
 
-def _move_bounds(upper, lower, labels, old_centroids, new_centroids) -> None:
-    """Loosen the bounds by the centroid movements, in place."""
-    delta = np.sqrt(((new_centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
-    upper += delta[labels]
-    if len(delta) == 1:
-        return
-    order = np.argsort(delta)
-    largest, runner_up = delta[order[-1]], delta[order[-2]]
-    # A point's lower bound covers the other centroids only, so the cluster that moved
-    # most loosens its own points by the runner-up movement.
-    lower -= largest
-    lower[labels == order[-1]] += largest - runner_up
-
-
-def _update(data, centroids, labels, upper, lower, stats, squares) -> int:
-    """Reassign the points whose bounds leave doubt; update the statistics in place.
-
-    Returns the number of points that changed cluster.
+def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares) -> int:
+    """Move the bounds with the centroids, reassign the points left in doubt, and update
+    labels and statistics in place. Returns the number of points that changed cluster.
     """
     n_clusters = centroids.shape[0]
+    dtype = upper.dtype
+    delta = np.sqrt(((centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
     if n_clusters > 1:
         between = np.sqrt(np.maximum(_squared_centroid_distances(centroids), 0.0))
         np.fill_diagonal(between, np.inf)
-        half_gap = 0.5 * between.min(axis=1)
+        half_gap = (0.5 * between.min(axis=1)).astype(dtype)
+        order = np.argsort(delta)
+        farthest_mover, largest, runner_up = order[-1], delta[order[-1]], delta[order[-2]]
     else:
-        half_gap = np.full(1, np.inf)
-
-    threshold = np.maximum(half_gap.astype(lower.dtype)[labels], lower)
-    threshold -= _rounding_margin(data, centroids)
-    doubt = np.flatnonzero(upper > threshold)
-    if len(doubt) == 0:
-        return 0
-
+        half_gap = np.full(1, np.inf, dtype=dtype)
+        farthest_mover, largest, runner_up = 0, 0.0, 0.0
+    margin = _rounding_margin(data, centroids)
+    delta = delta.astype(dtype)
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
-    rows_per_chunk = chunk_rows(len(doubt), n_clusters, None, data.n_features)
 
-    def kernel(indices: np.ndarray):
-        X = data.X[indices]
-        own = labels[indices]
+    def kernel(chunk: Chunk):
+        own = labels[chunk.rows]
+        chunk_upper = upper[chunk.rows]
+        chunk_lower = lower[chunk.rows]
+        # The triangle inequality: the own centroid moved by delta_own, and every other
+        # one by at most the largest movement among the others.
+        chunk_upper += delta[own]
+        chunk_lower -= largest
+        chunk_lower[own == farthest_mover] += largest - runner_up
+
+        threshold = np.maximum(half_gap[own], chunk_lower)
+        threshold -= margin
+        doubt = np.flatnonzero(chunk_upper > threshold)
+        if len(doubt) == 0:
+            return doubt, doubt
+        X = chunk.X[doubt]
+        doubt_labels = own[doubt]
         # The exact distance to the own centroid, in float64, tightens the upper bound.
         residual = X.astype(np.float64)
-        residual -= centroids[own]
+        residual -= centroids[doubt_labels]
         exact = np.sqrt(np.einsum("ij,ij->i", residual, residual))
-        new_labels = own.copy()
-        new_upper = exact.astype(upper.dtype)
-        new_lower = lower[indices]
-        rows = np.flatnonzero(exact > threshold[indices])
-        if len(rows):
-            found, nearest, second = assign_two_nearest(
-                X[rows], data.x_squared_norms[indices[rows]], working, c_squared_norms
-            )
-            new_labels[rows] = found
-            new_upper[rows] = np.sqrt(nearest)
-            new_lower[rows] = np.sqrt(second)
-        return new_labels, new_upper, new_lower
+        chunk_upper[doubt] = exact
+        rows = np.flatnonzero(exact > threshold[doubt])
+        if len(rows) == 0:
+            return rows, rows
+        found, nearest, second = assign_two_nearest(
+            X[rows], chunk.x_squared_norms[doubt[rows]], working, c_squared_norms
+        )
+        recomputed = doubt[rows]
+        chunk_upper[recomputed] = np.sqrt(nearest)
+        chunk_lower[recomputed] = np.sqrt(second)
+        changed = found != doubt_labels[rows]
+        return chunk.rows.start + recomputed[changed], found[changed]
 
-    pieces = [doubt[rows] for rows in chunk_slices(len(doubt), rows_per_chunk)]
     n_changed = 0
-    for indices, (new_labels, new_upper, new_lower) in zip(pieces, parallel_map(kernel, pieces)):
-        upper[indices] = new_upper
-        lower[indices] = new_lower
-        changed = new_labels != labels[indices]
-        if changed.any():
-            moved_rows = indices[changed]
-            _move_points(data, moved_rows, labels[moved_rows], new_labels[changed], stats, squares, n_clusters)
-            labels[moved_rows] = new_labels[changed]
+    for moved_rows, new_labels in parallel_map(kernel, data.chunks()):
+        if len(moved_rows):
+            _move_points(data, moved_rows, labels[moved_rows], new_labels, stats, squares, n_clusters)
+            labels[moved_rows] = new_labels
             n_changed += len(moved_rows)
     return n_changed
 
