@@ -14,7 +14,7 @@ import numpy as np
 
 from softkm import engine
 from softkm.errors import InputError, OptionError
-from softkm.features import FeatureData, extract_features
+from softkm.features import FeatureData, extract_features, warn_skipped_columns
 from softkm.model import Model
 from softkm.tables import atomic_output, check_output_path, output_format, read_table, write_table
 
@@ -67,6 +67,7 @@ def load_features(source: str, options: ReadOptions, keep: list[str] | None = No
         missing=options.missing,
         dtype=options.dtype,
     )
+    warn_skipped_columns(features, keep)
     return frame, features
 
 
@@ -137,6 +138,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
             on_iteration=on_iteration,
             **fit_options,
         )
+    _check_finite_inertia(result.inertia)
     model = Model.from_result(result, features.feature_names, _statistics(result, fit_options))
     probabilities = None
     if outputs.probabilities:
@@ -170,6 +172,7 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
         )
     features = extract_features(frame, columns=model.feature_names, missing=read.missing, dtype=model.dtype)
     labels, inertia = engine.predict(features.X, model.centroids, model.preprocessing, model.dtype)
+    _check_finite_inertia(inertia)
     probabilities = None
     if temperature is not None:
         probabilities = engine.predict_proba(features.X, model.centroids, model.preprocessing, model.dtype, temperature)
@@ -223,6 +226,15 @@ def _write_outputs(labels, model: Model, source: str, outputs: OutputOptions) ->
             with open(temporary, "w", encoding="utf-8") as handle:
                 handle.write(model.to_json())
     write_table(labels, outputs.output, force=outputs.force, input_path=input_path)
+
+
+def _check_finite_inertia(inertia: float) -> None:
+    """Raise InputError when the inertia in squared user units overflowed float64."""
+    if not np.isfinite(inertia):
+        raise InputError(
+            f"the inertia is {inertia} because the squared distances exceed the float64 range; "
+            "divide the features by a constant factor or pass --standardize"
+        )
 
 
 def _probability_temperature(mode: str, temperature: float | None, scale: float | None, tau: float | None,
