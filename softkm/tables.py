@@ -1,7 +1,7 @@
 """Read input tables (CSV, gzip-compressed CSV, Parquet) and write output tables atomically.
 
 The format of an input is detected from its first bytes: ``PAR1`` is Parquet and ``1f 8b`` is
-gzip. Everything else must be UTF-8 CSV text. The file extension only chooses the default
+gzip. Everything else must be CSV text in UTF-8, or in UTF-16 with a byte order mark. The file extension only chooses the default
 delimiter (tab for ``.tsv``) and the wording of errors. CSV is parsed with ``pyarrow.csv``.
 
 Outputs are written to a temporary file in the destination folder, flushed to disk and then
@@ -34,6 +34,7 @@ from softkm.errors import InputError, InputWarning, OptionError, OutputError
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 STDIN_NAME = "<stdin>"
 
 NON_SPACE = re.compile(rb"\S")
@@ -105,6 +106,7 @@ def read_table(
     name = STDIN_NAME if source == "-" else source
     data = _read_source_bytes(source)
     data = _decompress_if_gzip(data, name)
+    data = _utf16_to_utf8(data, name)
 
     if data.startswith(PARQUET_MAGIC):
         return _read_parquet(data, name)
@@ -136,6 +138,22 @@ def _decompress_if_gzip(data: bytes, name: str) -> bytes:
         raise InputError(
             f"input '{name}' starts like a gzip file but cannot be decompressed ({error}); "
             "check that the file is complete"
+        ) from None
+
+
+def _utf16_to_utf8(data: bytes, name: str) -> bytes:
+    """Re-encode text that starts with a UTF-16 byte order mark as UTF-8, and return other data unchanged.
+
+    Spreadsheet programs export "Unicode text" as UTF-16 with a byte order mark.
+    """
+    if not data.startswith(UTF16_BOMS):
+        return data
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"input '{name}' starts like UTF-16 text but has invalid bytes at offset {error.start}; "
+            "save it with UTF-8 encoding"
         ) from None
 
 
@@ -250,6 +268,10 @@ def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | N
         decimal = _detect_decimal(data_lines, delimiter)
 
     first_row = next(csv.reader(io.StringIO(sample_text, newline=""), delimiter=delimiter))
+    # Checked before parsing, because data rows split by another delimiter would otherwise
+    # fail with a less helpful field count error.
+    if len(first_row) == 1:
+        _check_single_column(first_line, delimiter, name)
     if header:
         if not _has_text_after_first_line(data, start):
             raise InputError(f"input '{name}' has a header but no data rows")
@@ -264,8 +286,6 @@ def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | N
     table = _parse_csv(text, name, column_names, delimiter, decimal, skip_rows=1 if header else 0)
     if table.num_rows == 0:
         raise InputError(f"input '{name}' has a header but no data rows")
-    if table.num_columns == 1:
-        _check_single_column(first_line, delimiter, name)
     _check_utf8_columns(table, name)
 
     table = _convert_number_text(_null_columns_to_float(table), decimal)
@@ -365,6 +385,9 @@ def _parse_csv(
     invalid_rows = []
 
     def record_invalid_row(row) -> str:
+        # A line of spaces or tabs, often left at the end of an edited file, is a blank line.
+        if not row.text.strip():
+            return "skip"
         invalid_rows.append(row)
         return "error"
 
