@@ -10,6 +10,7 @@ needed: signals, closed pipes and BLAS thread counts.
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pytest
@@ -79,3 +80,318 @@ def test_usage_error_one_line(tmp_path, args, words):
     assert_error(result, *words, exit_code=2)
     assert "╭" not in result.stderr
     assert not error_line(result).endswith(".")
+
+
+# ---------------------------------------------------------------------------------------------
+# Text files
+
+# Two well separated groups in two columns: rows 1-3 near the origin, rows 4-6 near 10.
+ROWS = [(1.5, 2.25), (1.25, 2.5), (1.75, 2.0), (10.5, 11.25), (10.25, 11.5), (10.75, 11.0)]
+GROUPS = [0, 0, 0, 1, 1, 1]
+
+
+def comma_csv(rows=ROWS, header="a,b", line_end="\n") -> str:
+    lines = [header] + [f"{a!r},{b!r}" for a, b in rows]
+    return line_end.join(lines) + line_end
+
+
+def same_groups(labels, expected=GROUPS) -> bool:
+    """Return whether two labelings define the same partition, whatever the cluster numbers."""
+    pairs = set(zip(labels, expected))
+    return len(pairs) == len(set(labels)) == len(set(expected))
+
+
+def fit_labels(path, *extra) -> list[int]:
+    result = run("fit", path, "-k", 2, "-q", *extra)
+    return labels_of(result)["cluster"].tolist()
+
+
+def test_text_byte_order_mark(tmp_path):
+    path = write(tmp_path / "bom.csv", b"\xef\xbb\xbf" + comma_csv().encode())
+    model = tmp_path / "model.json"
+    assert same_groups(fit_labels(path, "--model", model))
+    assert '"a"' in model.read_text()
+
+
+def test_text_semicolon_decimal_comma_detected(tmp_path):
+    text = comma_csv().replace(",", ";").replace(".", ",")
+    path = write(tmp_path / "semicolon.csv", text)
+    assert fit_labels(path) == fit_labels(write(tmp_path / "plain.csv", comma_csv()))
+
+
+def test_text_semicolon_decimal_comma_options(tmp_path):
+    # A .tsv name makes tab the default delimiter, so only the options make this file readable.
+    text = comma_csv().replace(",", ";").replace(".", ",")
+    path = write(tmp_path / "semicolon.tsv", text)
+    expected = fit_labels(write(tmp_path / "plain.csv", comma_csv()))
+    assert fit_labels(path, "--delimiter", ";", "--decimal", ",") == expected
+
+
+def test_text_wrong_delimiter_suggests_semicolon(tmp_path):
+    text = comma_csv().replace(",", ";").replace(".", ",")
+    path = write(tmp_path / "semicolon.csv", text)
+    result = run("fit", path, "-k", 2, "--delimiter", ",")
+    assert_error(result, "only one column", "pass --delimiter ';'")
+
+
+def test_text_tab_file_named_csv(tmp_path):
+    path = write(tmp_path / "tabs.csv", comma_csv().replace(",", "\t"))
+    assert_error(run("fit", path, "-k", 2), "only one column", "pass --delimiter tab")
+
+
+def test_text_quoted_thousands_separators(tmp_path):
+    text = 'a,b\n"1,001.5",2\n"1,002.5",3\n"9,000",50\n"9,001",51\n'
+    path = write(tmp_path / "thousands.csv", text)
+    result = run("fit", path, "-k", 2, "-q", "--centroids", tmp_path / "centroids.csv")
+    assert labels_of(result)["cluster"].tolist() in ([0, 0, 1, 1], [1, 1, 0, 0])
+    centroids = pd.read_csv(tmp_path / "centroids.csv").sort_values("a")
+    assert centroids["a"].tolist() == [1002.0, 9000.5]
+
+
+def test_text_no_header_option(tmp_path):
+    path = write(tmp_path / "headerless.csv", comma_csv().split("\n", 1)[1])
+    model = tmp_path / "model.json"
+    assert same_groups(fit_labels(path, "--no-header", "--model", model))
+    assert '"x1"' in model.read_text()
+
+
+def test_text_numeric_header_warns(tmp_path):
+    path = write(tmp_path / "headerless.csv", comma_csv().split("\n", 1)[1])
+    result = run("fit", path, "-k", 2)
+    assert result.exit_code == 0, result.output
+    assert "softkm: warning: every column name" in result.stderr
+    assert "--no-header" in result.stderr
+    assert len(labels_of(result)) == len(ROWS) - 1
+
+
+@pytest.mark.parametrize("ending", ["\n\n\n", "\n   \n\t\n", "\r\n\r\n"])
+def test_text_trailing_empty_lines(tmp_path, ending):
+    path = write(tmp_path / "trailing.csv", comma_csv().rstrip("\n") + ending)
+    assert len(fit_labels(path)) == len(ROWS)
+
+
+def test_text_windows_line_endings(tmp_path):
+    path = write(tmp_path / "windows.csv", comma_csv(line_end="\r\n"))
+    model = tmp_path / "model.json"
+    labels = fit_labels(path, "--model", model)
+    assert labels == fit_labels(write(tmp_path / "unix.csv", comma_csv()))
+    assert '"b\\r"' not in model.read_text()
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"\xef\xbb\xbf", b"  \r\n"])
+def test_text_empty_file(tmp_path, content):
+    path = write(tmp_path / "empty.csv", content)
+    assert_error(run("fit", path, "-k", 1), "is empty")
+
+
+@pytest.mark.parametrize("content", ["a,b\n", "a,b", "a,b\r\n\r\n"])
+def test_text_header_only(tmp_path, content):
+    path = write(tmp_path / "header.csv", content)
+    assert_error(run("fit", path, "-k", 1), "has a header but no data rows")
+
+
+def test_parquet_empty_row_group(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "groups.parquet"
+    schema = pa.schema([("a", pa.float64()), ("b", pa.float64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        writer.write_table(pa.table({"a": pa.array([], pa.float64()), "b": pa.array([], pa.float64())}))
+        writer.write_table(pa.table({"a": [a for a, _ in ROWS], "b": [b for _, b in ROWS]}))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 2
+    assert fit_labels(path) == fit_labels(write(tmp_path / "same.csv", comma_csv()))
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("data.csv", b"PAR1\x00\x01garbage", ["not a valid Parquet file"]),
+        ("data.csv", bytes(range(256)) * 4, ["has a CSV extension but is not a CSV file"]),
+        ("data.csv.gz", b"\x1f\x8b\x08\x00garbage", ["cannot be decompressed"]),
+        ("data.csv", "a,b\n1,2\n".encode("utf-16-le"), ["has a CSV extension but is not a CSV file"]),
+        ("data.csv", "a,b\n1,\xe9\n".encode("latin-1"), ["is not UTF-8 text"]),
+    ],
+)
+def test_file_not_what_extension_says(tmp_path, name, content, words):
+    path = write(tmp_path / name, content)
+    assert_error(run("fit", path, "-k", 1), *words)
+
+
+def test_csv_named_parquet_is_read(tmp_path):
+    # The format comes from the content, so a misnamed CSV file is still read correctly.
+    path = write(tmp_path / "data.parquet", comma_csv())
+    assert same_groups(fit_labels(path))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_text_utf16_with_byte_order_mark(tmp_path, encoding):
+    content = comma_csv().encode(encoding)
+    if encoding == "utf-16-be":
+        content = b"\xfe\xff" + content
+    path = write(tmp_path / "unicode.csv", content)
+    assert same_groups(fit_labels(path))
+
+
+def test_gzip_csv_named_parquet_is_read(tmp_path):
+    import gzip
+
+    path = write(tmp_path / "data.parquet", gzip.compress(comma_csv().encode()))
+    assert same_groups(fit_labels(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+def test_text_column_named_in_warning(tmp_path):
+    path = write(tmp_path / "names.csv", "a,b,city\n1,2,Oslo\n1,3,Bergen\n9,9,Oslo\n9,8,Molde\n")
+    model = tmp_path / "model.json"
+    result = run("fit", path, "-k", 2, "--model", model)
+    assert result.exit_code == 0, result.output
+    assert "softkm: warning: non-numeric column(s) 'city' left out of the features" in result.stderr
+    assert "--exclude city" in result.stderr
+    assert '"city"' not in model.read_text()
+
+
+@pytest.mark.parametrize("option", [["--exclude", "city"], ["--keep", "city"], ["--columns", "a,b"]])
+def test_text_column_chosen_without_warning(tmp_path, option):
+    path = write(tmp_path / "names.csv", "a,b,city\n1,2,Oslo\n1,3,Bergen\n9,9,Oslo\n9,8,Molde\n")
+    result = run("fit", path, "-k", 2, *option)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+
+
+def test_text_column_requested_is_error(tmp_path):
+    path = write(tmp_path / "names.csv", "a,b,city\n1,2,Oslo\n1,3,Bergen\n9,9,Oslo\n")
+    assert_error(run("fit", path, "-k", 2, "--columns", "a,city"), "column 'city' is not numeric", "'Oslo'")
+
+
+def test_text_value_in_numeric_column(tmp_path):
+    path = write(tmp_path / "typo.csv", "a,b\n1,2\n1,3\n9,9\n9,n/a?\n8,8\n")
+    assert_error(run("fit", path, "-k", 2), "column 'b'", "data row 4", "'n/a?'", "--exclude")
+
+
+@pytest.mark.parametrize(
+    "cell, described",
+    [("", "'b' missing"), ("nan", "'b' missing"), ("NA", "'b' missing"), ("inf", "'b' inf"),
+     ("-inf", "'b' -inf"), ("1e400", "'b' inf"), ("-1e400", "'b' -inf")],
+)
+def test_missing_or_infinite_value(tmp_path, cell, described):
+    path = write(tmp_path / "holes.csv", f"a,b\n1,2\n1,3\n9,{cell}\n9,9\n8,8\n")
+    assert_error(run("fit", path, "-k", 2), "data row 3", described, "--missing drop")
+
+
+def test_missing_drop_keeps_rows_aligned(tmp_path):
+    path = write(tmp_path / "holes.csv", "a,b\n1,2\n1,3\n9,\n9,9\n8,1e400\n8,8\n")
+    labels = labels_of(run("fit", path, "-k", 2, "-q", "--missing", "drop"))
+    assert len(labels) == 6
+    assert labels["cluster"].isna().tolist() == [False, False, True, False, True, False]
+    assert same_groups(labels["cluster"].dropna().astype(int).tolist(), [0, 0, 1, 1])
+
+
+def test_integer_columns(tmp_path):
+    path = write(tmp_path / "integers.csv", "a,b\n1,2\n1,3\n9,9\n9,8\n")
+    centroids = tmp_path / "centroids.csv"
+    result = run("fit", path, "-k", 2, "-q", "--centroids", centroids)
+    assert same_groups(labels_of(result)["cluster"].tolist(), [0, 0, 1, 1])
+    table = pd.read_csv(centroids).sort_values("a")
+    assert table["a"].tolist() == [1.0, 9.0]
+    assert table["b"].tolist() == [2.5, 8.5]
+
+
+def test_single_feature_column(tmp_path):
+    path = write(tmp_path / "one.csv", "a\n1\n2\n10\n11\n")
+    result = run("fit", path, "-k", 2, "-q", "--centroids", tmp_path / "centroids.csv")
+    assert same_groups(labels_of(result)["cluster"].tolist(), [0, 0, 1, 1])
+    assert sorted(pd.read_csv(tmp_path / "centroids.csv")["a"]) == [1.5, 10.5]
+
+
+@pytest.mark.parametrize("standardize", [[], ["--standardize"]])
+@pytest.mark.parametrize("mode", ["hard", "soft", "gumbel"])
+def test_constant_column(tmp_path, standardize, mode):
+    path = write(tmp_path / "constant.csv", "a,b\n1,5\n2,5\n10,5\n11,5\n")
+    centroids = tmp_path / "centroids.csv"
+    result = run("fit", path, "-k", 2, "-q", "--mode", mode, "--centroids", centroids, *standardize)
+    assert same_groups(labels_of(result)["cluster"].tolist(), [0, 0, 1, 1])
+    table = pd.read_csv(centroids)
+    assert table["b"].tolist() == [5.0, 5.0]
+
+
+def fit_outputs(path, tmp_path, *extra) -> tuple[list[int], pd.DataFrame, dict]:
+    """Fit ``path`` with k=2 and return (labels, centroids table, model document)."""
+    centroids = tmp_path / "centroids.csv"
+    model = tmp_path / "model.json"
+    result = run("fit", path, "-k", 2, "-q", "--force", "--centroids", centroids, "--model", model, *extra)
+    labels = labels_of(result)["cluster"].tolist()
+    return labels, pd.read_csv(centroids), json.loads(model.read_text())
+
+
+@pytest.mark.parametrize("magnitude", [1e150, 1e-150])
+@pytest.mark.parametrize("mode", ["hard", "soft", "gumbel"])
+def test_extreme_magnitudes(tmp_path, magnitude, mode):
+    unit_labels, unit_centroids, unit_model = fit_outputs(write(tmp_path / "unit.csv", comma_csv()), tmp_path,
+                                                          "--mode", mode)
+    rows = [(a * magnitude, b * magnitude) for a, b in ROWS]
+    path = write(tmp_path / "extreme.csv", comma_csv(rows))
+    labels, centroids, model = fit_outputs(path, tmp_path, "--mode", mode)
+
+    assert labels == unit_labels
+    assert same_groups(labels)
+    # Soft mode stops at a relative objective change of 1e-4, and the scaled data takes
+    # another path there, so its centroids agree to about that tolerance only.
+    tolerance = 1e-3 if mode == "soft" else 1e-9
+    expected = unit_centroids[["a", "b"]].to_numpy() * magnitude
+    assert centroids[["a", "b"]].to_numpy() == pytest.approx(expected, rel=tolerance)
+    assert model["fit"]["inertia"] == pytest.approx(unit_model["fit"]["inertia"] * magnitude**2, rel=tolerance)
+    assert model["fit"]["inertia"] > 0
+
+
+@pytest.mark.parametrize("magnitude, direction", [(1e300, "overflow"), (1e-300, "underflow")])
+def test_magnitude_beyond_float64_squares(tmp_path, magnitude, direction):
+    rows = [(a * magnitude, b * magnitude) for a, b in ROWS]
+    path = write(tmp_path / "extreme.csv", comma_csv(rows))
+    assert_error(run("fit", path, "-k", 2), f"squared distances would {direction}", "--standardize")
+
+
+@pytest.mark.parametrize("magnitude", [1e300, 1e-300])
+def test_magnitude_beyond_float64_standardized(tmp_path, magnitude):
+    rows = [(a * magnitude, b * magnitude) for a, b in ROWS]
+    labels, centroids, _ = fit_outputs(write(tmp_path / "extreme.csv", comma_csv(rows)), tmp_path, "--standardize")
+    assert same_groups(labels)
+    assert sorted(centroids["a"]) == pytest.approx([1.5 * magnitude, 10.5 * magnitude], rel=1e-12)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+def test_far_from_origin_float32(tmp_path, offset):
+    # Spread 0.25 around points 1 apart, far from the origin: float32 keeps 7 digits.
+    rows = [(offset + a / 10, offset - b / 10) for a, b in ROWS]
+    path = write(tmp_path / "far.csv", comma_csv(rows))
+    labels = fit_labels(path, "--dtype", "float32")
+    assert same_groups(labels)
+
+
+def test_far_from_origin_float32_rounding_warns(tmp_path):
+    # Near 1e7 float32 numbers are 1 apart, so a spread of 0.01 is rounded away.
+    rows = [(1e7 + a / 100, b) for a, b in ROWS]
+    path = write(tmp_path / "far.csv", comma_csv(rows))
+    result = run("fit", path, "-k", 2, "--dtype", "float32")
+    assert result.exit_code == 0, result.output
+    assert "softkm: warning: column 'a' loses precision in float32" in result.stderr
+    assert "--dtype float64" in result.stderr
+    assert "column 'b'" not in result.stderr
+
+
+def test_weights_text_value_named(tmp_path):
+    path = write(tmp_path / "weights.csv", "a,w\n1,1\n2,2.5\n3,heavy\n4,1\n")
+    assert_error(run("fit", path, "-k", 2, "--weights", "w"), "weights column 'w'", "data row 3", "'heavy'")
+
+
+@pytest.mark.parametrize(
+    "weights, words",
+    [("1,-2,1,1", ["negative weight -2.0", "data row 2"]), ("0,0,0,0", ["all weights", "are 0"])],
+)
+def test_weights_invalid(tmp_path, weights, words):
+    rows = "".join(f"{index},{weight}\n" for index, weight in enumerate(weights.split(",")))
+    path = write(tmp_path / "weights.csv", "a,w\n" + rows)
+    assert_error(run("fit", path, "-k", 2, "--weights", "w"), *words)
