@@ -86,6 +86,27 @@ def read_table(
 ) -> pd.DataFrame:
     """Read a CSV, gzip-compressed CSV or Parquet table into a DataFrame.
 
+    See ``read_table_with_text`` for the rules and errors.
+    """
+    frame, _ = read_table_with_text(source, text_columns=[], delimiter=delimiter, decimal=decimal, header=header)
+    return frame
+
+
+def read_table_with_text(
+    source: str,
+    *,
+    text_columns: list[str],
+    delimiter: str | None = None,
+    decimal: str | None = None,
+    header: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a table, and the ``text_columns`` among its columns as the text of their cells.
+
+    The second frame keeps CSV cells exactly as written, so an id such as ``007`` stays
+    ``007`` and integers beyond int64 keep every digit. Empty cells become empty strings.
+    It is built by a second parse of the CSV text, limited to these columns. Parquet
+    columns are taken as stored. Names that are not columns of the table are left out.
+
     ``source`` is a file path or ``-`` for standard input. Either is read fully into memory
     before its format is detected. ``delimiter`` and ``decimal`` apply to CSV only. The
     default delimiter is tab for ``.tsv`` and ``.tsv.gz`` names and ``,`` otherwise. It is
@@ -94,7 +115,8 @@ def read_table(
     ``,`` the decimal mark is detected from the first 64 KiB. With ``header=False`` the
     columns are named ``x1`` to ``xd``.
 
-    Rows keep the order of the input, but blank lines are skipped. A CSV text column whose
+    Rows keep the order of the input, but lines that are empty or contain only spaces and
+    tabs are skipped. A CSV text column whose
     values are all numbers with digit grouping, such as ``"1,234.5"``, becomes float64, and
     a column without any value becomes float64 NaN. A named pandas index stored in Parquet
     becomes a column.
@@ -109,10 +131,11 @@ def read_table(
     data = _utf16_to_utf8(data, name)
 
     if data.startswith(PARQUET_MAGIC):
-        return _read_parquet(data, name)
+        frame = _read_parquet(data, name)
+        return frame, frame[[column for column in text_columns if column in frame.columns]]
 
     _check_text(data, name)
-    return _read_csv(data, name, delimiter=delimiter, decimal=decimal, header=header)
+    return _read_csv(data, name, delimiter=delimiter, decimal=decimal, header=header, text_columns=text_columns)
 
 
 def _read_source_bytes(source: str) -> bytes:
@@ -251,7 +274,9 @@ def _check_unique_names(names: list[str], name: str) -> None:
 # CSV
 
 
-def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool) -> pd.DataFrame:
+def _read_csv(
+    data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool, text_columns: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     start = _text_start(data)
     # The sample extends to the end of the first line, however long the header is.
     first_break = LINE_BREAK.search(data, start)
@@ -289,7 +314,14 @@ def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | N
     _check_utf8_columns(table, name)
 
     table = _convert_number_text(_null_columns_to_float(table), decimal)
-    return table.to_pandas()
+
+    present = [column for column in dict.fromkeys(text_columns) if column in column_names]
+    text_table = pa.table({})
+    if present:
+        text_table = _parse_csv(
+            text, name, column_names, delimiter, decimal, skip_rows=1 if header else 0, text_columns=present
+        )
+    return table.to_pandas(), text_table.to_pandas()
 
 
 def _text_start(data: bytes) -> int | None:
@@ -380,8 +412,16 @@ def _warn_if_numeric_header(column_names: list[str], name: str, decimal: str) ->
 
 
 def _parse_csv(
-    data: pa.Buffer, name: str, column_names: list[str], delimiter: str, decimal: str, *, skip_rows: int
+    data: pa.Buffer,
+    name: str,
+    column_names: list[str],
+    delimiter: str,
+    decimal: str,
+    *,
+    skip_rows: int,
+    text_columns: list[str] | None = None,
 ) -> pa.Table:
+    """Parse CSV text with Arrow, or only the ``text_columns`` as strings when given."""
     invalid_rows = []
 
     def record_invalid_row(row) -> str:
@@ -396,6 +436,13 @@ def _parse_csv(
         delimiter=delimiter, newlines_in_values=True, invalid_row_handler=record_invalid_row
     )
     convert_options = pa_csv.ConvertOptions(decimal_point=decimal)
+    if text_columns:
+        convert_options = pa_csv.ConvertOptions(
+            include_columns=text_columns,
+            column_types={column: pa.string() for column in text_columns},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
     try:
         return pa_csv.read_csv(
             pa.BufferReader(data),

@@ -16,7 +16,14 @@ from softkm import engine
 from softkm.errors import InputError, OptionError
 from softkm.features import FeatureData, extract_features, warn_skipped_columns
 from softkm.model import Model
-from softkm.tables import atomic_output, check_output_path, output_format, read_table, write_table
+from softkm.tables import (
+    atomic_output,
+    check_output_path,
+    output_format,
+    read_table,
+    read_table_with_text,
+    write_table,
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,10 @@ class FitJob:
 
 
 def load_features(source: str, options: ReadOptions, keep: list[str] | None = None):
-    """Read ``source`` and return (the table, its ``FeatureData``)."""
-    frame = read_table(source, delimiter=options.delimiter, decimal=options.decimal, header=options.header)
+    """Read ``source`` and return (the table, its ``FeatureData``, the ``keep`` columns as text)."""
+    frame, kept = read_table_with_text(
+        source, text_columns=keep or [], delimiter=options.delimiter, decimal=options.decimal, header=options.header
+    )
     _check_keep_columns(frame, keep or [], source)
     features = extract_features(
         frame,
@@ -68,7 +77,7 @@ def load_features(source: str, options: ReadOptions, keep: list[str] | None = No
         dtype=options.dtype,
     )
     warn_skipped_columns(features, keep)
-    return frame, features
+    return frame, features, kept
 
 
 def check_outputs(source: str, outputs: OutputOptions) -> None:
@@ -117,7 +126,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
     """Fit a model to ``source`` and write every requested output atomically."""
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, n_clusters, outputs.probabilities)
-    frame, features = load_features(source, read, outputs.keep)
+    frame, features, kept = load_features(source, read, outputs.keep)
     fit_options = dict(fit_options)
     explicit_tau = fit_options.get("tau") is not None
     if outputs.probabilities and fit_options.get("mode", "hard") == "hard" and not explicit_tau:
@@ -149,7 +158,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
         raw = extract_features(frame, columns=features.feature_names, missing=read.missing, dtype=read.dtype).X
         probabilities = engine.predict_proba(raw, result.centroids, result.preprocessing, read.dtype, temperature)
 
-    labels = labels_table(frame, features, result.labels, outputs.keep, probabilities)
+    labels = labels_table(kept, features, result.labels, outputs.keep, probabilities)
     _write_outputs(labels, model, source, outputs)
     return FitJob(result, features, model, _unique_messages(caught))
 
@@ -162,7 +171,9 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
     temperature = None
     if outputs.probabilities:
         temperature = _probability_temperature(model.mode, model.temperature, model.scale, tau, explicit_tau=tau is not None)
-    frame = read_table(source, delimiter=read.delimiter, decimal=read.decimal, header=read.header)
+    frame, kept = read_table_with_text(
+        source, text_columns=outputs.keep, delimiter=read.delimiter, decimal=read.decimal, header=read.header
+    )
     _check_keep_columns(frame, outputs.keep, source)
     missing = [name for name in model.feature_names if name not in frame.columns]
     if missing:
@@ -176,23 +187,22 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
     probabilities = None
     if temperature is not None:
         probabilities = engine.predict_proba(features.X, model.centroids, model.preprocessing, model.dtype, temperature)
-    table = labels_table(frame, features, labels, outputs.keep, probabilities)
+    table = labels_table(kept, features, labels, outputs.keep, probabilities)
     write_table(table, outputs.output, force=outputs.force, input_path=None if source == "-" else source)
     return model, features, inertia
 
 
-def labels_table(frame, features: FeatureData, labels: np.ndarray, keep: list[str], probabilities=None):
+def labels_table(kept, features: FeatureData, labels: np.ndarray, keep: list[str], probabilities=None):
     """Build the labels output: one row per input row, in input order.
 
-    Rows dropped for missing values get an empty ``cluster`` (and probabilities), so the
-    output still lines up with the input.
+    ``kept`` holds the ``keep`` columns of the input, as text for CSV input. Rows dropped
+    for missing values get an empty ``cluster`` (and probabilities), so the output still
+    lines up with the input.
     """
     import pandas as pd
 
-    n_rows = len(frame)
-    # NOTE: kept columns are copied as the reader parsed them, not as raw text. A CSV id
-    # such as 007 comes out as 7, and integers beyond int64 come out as floats.
-    table = pd.DataFrame({name: frame[name].reset_index(drop=True) for name in keep})
+    n_rows = features.row_index.size + features.n_dropped
+    table = pd.DataFrame({name: kept[name].reset_index(drop=True) for name in keep}, index=pd.RangeIndex(n_rows))
     if features.n_dropped:
         cluster = pd.array([pd.NA] * n_rows, dtype="Int64")
         cluster[features.row_index] = labels

@@ -395,3 +395,44 @@ def test_weights_invalid(tmp_path, weights, words):
     rows = "".join(f"{index},{weight}\n" for index, weight in enumerate(weights.split(",")))
     path = write(tmp_path / "weights.csv", "a,w\n" + rows)
     assert_error(run("fit", path, "-k", 2, "--weights", "w"), *words)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kept columns
+
+IDS_CSV = 'id,code,a,b\n007,00A,1,2\n18446744073709551617,,1,3\n1.50,NA,9,9\n" 42 ","x,y",9,8\n'
+
+
+def test_keep_copies_csv_text(tmp_path):
+    path = write(tmp_path / "ids.csv", IDS_CSV)
+    result = run("fit", path, "-k", 2, "-q", "--exclude", "id", "--keep", "id,code,a")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "id,code,a,cluster"
+    assert [line.rsplit(",", 1)[0] for line in lines[1:]] == [
+        "007,00A,1", "18446744073709551617,,1", "1.50,NA,9", ' 42 ,"x,y",9'
+    ]
+
+
+def test_keep_copies_text_to_parquet(tmp_path):
+    path = write(tmp_path / "ids.csv", IDS_CSV)
+    output = tmp_path / "labels.parquet"
+    result = run("fit", path, "-k", 2, "-q", "--exclude", "id", "--keep", "id", "-o", output)
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(output)["id"].tolist() == ["007", "18446744073709551617", "1.50", " 42 "]
+
+
+def test_keep_copies_text_in_assign(tmp_path):
+    path = write(tmp_path / "ids.csv", IDS_CSV)
+    model = tmp_path / "model.json"
+    assert run("fit", path, "-k", 2, "-q", "--exclude", "id", "--model", model).exit_code == 0
+    result = run("assign", model, path, "-q", "--keep", "id")
+    assert result.exit_code == 0, result.output
+    ids = [line.rsplit(",", 1)[0] for line in result.stdout.splitlines()[1:]]
+    assert ids == ["007", "18446744073709551617", "1.50", " 42 "]
+
+
+def test_keep_column_with_dropped_rows(tmp_path):
+    path = write(tmp_path / "ids.csv", "id,a\nA1,1\nA2,\nA3,9\nA4,8\n")
+    result = run("fit", path, "-k", 2, "-q", "--keep", "id", "--missing", "drop")
+    assert result.stdout.splitlines() == ["id,cluster", "A1,1", "A2,", "A3,0", "A4,0"]
