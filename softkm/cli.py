@@ -244,9 +244,9 @@ def assign(
         read = workflow.ReadOptions(delimiter, decimal, not no_header, missing=missing.value)
         outputs = workflow.OutputOptions(output, keep=_split_names(keep) or [], probabilities=probabilities, force=force)
         with _print_warnings(quiet):
-            loaded, features, inertia = workflow.run_assign(model, input, read, outputs, tau)
+            job = workflow.run_assign(model, input, read, outputs, tau)
         if not quiet:
-            report.print_assign_summary(loaded, features, inertia)
+            report.print_assign_summary(job)
 
 
 @app.command()

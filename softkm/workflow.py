@@ -17,12 +17,12 @@ from softkm.errors import InputError, OptionError
 from softkm.features import FeatureData, extract_features, warn_skipped_columns
 from softkm.model import Model
 from softkm.tables import (
-    atomic_output,
+    OutputClosed,
     check_output_path,
     output_format,
+    output_set,
     read_table,
     read_table_with_text,
-    write_table,
 )
 
 
@@ -54,12 +54,27 @@ class OutputOptions:
 
 @dataclass
 class FitJob:
-    """The results of ``run_fit``, for the summary."""
+    """The results of ``run_fit``, for the summary.
+
+    ``output_closed`` is True when the reader of a stream output (stdout or a FIFO)
+    closed it before every row was written. The output files were complete then.
+    """
 
     result: engine.FitResult
     features: FeatureData
     model: Model
     warnings: list[str]
+    output_closed: bool = False
+
+
+@dataclass
+class AssignJob:
+    """The results of ``run_assign``, for the summary; ``output_closed`` as in ``FitJob``."""
+
+    model: Model
+    features: FeatureData
+    inertia: float
+    output_closed: bool = False
 
 
 def load_features(source: str, options: ReadOptions, keep: list[str] | None = None):
@@ -159,12 +174,13 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
         probabilities = engine.predict_proba(raw, result.centroids, result.preprocessing, read.dtype, temperature)
 
     labels = labels_table(kept, features, result.labels, outputs.keep, probabilities)
-    _write_outputs(labels, model, source, outputs)
-    return FitJob(result, features, model, _unique_messages(caught))
+    output_closed = _write_outputs(labels, model, source, outputs)
+    return FitJob(result, features, model, _unique_messages(caught), output_closed)
 
 
-def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions, tau: float | None):
-    """Apply a saved model to ``source`` and write the labels; returns (model, labels, inertia)."""
+def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions,
+               tau: float | None) -> AssignJob:
+    """Apply a saved model to ``source`` and write the labels."""
     model = Model.load(model_path)
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, model.n_clusters, outputs.probabilities)
@@ -188,8 +204,8 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
     if temperature is not None:
         probabilities = engine.predict_proba(features.X, model.centroids, model.preprocessing, model.dtype, temperature)
     table = labels_table(kept, features, labels, outputs.keep, probabilities)
-    write_table(table, outputs.output, force=outputs.force, input_path=None if source == "-" else source)
-    return model, features, inertia
+    output_closed = _write_outputs(table, None, source, outputs)
+    return AssignJob(model, features, inertia, output_closed)
 
 
 def labels_table(kept, features: FeatureData, labels: np.ndarray, keep: list[str], probabilities=None):
@@ -226,16 +242,23 @@ def centroids_table(model: Model):
     return table
 
 
-def _write_outputs(labels, model: Model, source: str, outputs: OutputOptions) -> None:
-    """Write the files first and stdout last, so a failed file write leaves stdout empty."""
+def _write_outputs(labels, model: Model | None, source: str, outputs: OutputOptions) -> bool:
+    """Write every output as one ``OutputSet`` and return whether a stream reader closed early.
+
+    The files are renamed into place together, and streams such as stdout are written
+    after them, so a failed file write leaves stdout empty.
+    """
     input_path = None if source == "-" else source
-    if outputs.centroids:
-        write_table(centroids_table(model), outputs.centroids, force=outputs.force, input_path=input_path)
-    if outputs.model:
-        with atomic_output(outputs.model, force=outputs.force, input_path=input_path) as temporary:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(model.to_json())
-    write_table(labels, outputs.output, force=outputs.force, input_path=input_path)
+    try:
+        with output_set(force=outputs.force, input_path=input_path) as files:
+            if model is not None and outputs.centroids:
+                files.add_table(centroids_table(model), outputs.centroids)
+            if model is not None and outputs.model:
+                files.add_text(model.to_json(), outputs.model)
+            files.add_table(labels, outputs.output)
+    except OutputClosed:
+        return True
+    return False
 
 
 def _check_finite_inertia(inertia: float) -> None:
