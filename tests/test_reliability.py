@@ -9,9 +9,20 @@ needed: signals, closed pipes and BLAS thread counts.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -436,3 +447,243 @@ def test_keep_column_with_dropped_rows(tmp_path):
     path = write(tmp_path / "ids.csv", "id,a\nA1,1\nA2,\nA3,9\nA4,8\n")
     result = run("fit", path, "-k", 2, "-q", "--keep", "id", "--missing", "drop")
     assert result.stdout.splitlines() == ["id,cluster", "A1,1", "A2,", "A3,0", "A4,0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Failure behaviour: interrupted runs, closed pipes, special outputs
+
+SOFTKM = Path(sys.executable).parent / "softkm"
+
+# Runs the real command line in a child process with one function replaced. The test
+# reads the replacement's name from SOFTKM_TEST_PATCH:
+#   slow-writer: write part of each CSV output, flush it, then wait for a signal;
+#   signal-at-rename: send SIGINT to the process at its first rename of an output.
+PATCHED_CLI = """
+import os, signal, sys, time
+import softkm.tables as tables
+from softkm.cli import main
+
+patch = os.environ["SOFTKM_TEST_PATCH"]
+if patch == "slow-writer":
+    write_csv = tables._write_csv
+
+    def slow_write_csv(frame, binary_file, separator):
+        write_csv(frame.iloc[: len(frame) // 2], binary_file, separator)
+        binary_file.flush()
+        time.sleep(120)
+
+    tables._write_csv = slow_write_csv
+elif patch == "signal-at-rename":
+    replace = os.replace
+
+    def replace_after_signal(source, destination):
+        if not os.environ.get("SOFTKM_TEST_SIGNALLED"):
+            os.environ["SOFTKM_TEST_SIGNALLED"] = "1"
+            os.kill(os.getpid(), signal.SIGINT)
+        replace(source, destination)
+
+    tables.os.replace = replace_after_signal
+sys.argv[0] = "softkm"
+main()
+"""
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    environment = {key: value for key, value in os.environ.items() if key != "SOFTKM_DEBUG"}
+    environment.update(extra)
+    return environment
+
+
+def temporary_files(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.startswith(".softkm-"))
+
+
+def wait_for_partial_output(folder: Path, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until a temporary output file in ``folder`` has bytes in it, so the child is mid-write."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        for name in temporary_files(folder):
+            with contextlib.suppress(FileNotFoundError):
+                if (folder / name).stat().st_size > 0:
+                    return
+        time.sleep(0.02)
+    raise AssertionError(f"no partial output appeared in {folder} within {timeout} s")
+
+
+@pytest.fixture
+def medium_csv(tmp_path) -> Path:
+    rng = np.random.default_rng(3)
+    path = tmp_path / "input" / "medium.csv"
+    path.parent.mkdir()
+    pd.DataFrame(rng.normal(size=(20_000, 3)), columns=["a", "b", "c"]).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_write_keeps_old_outputs(tmp_path, medium_csv, signal_number, exit_code):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    outputs = {name: folder / name for name in ("labels.csv", "centroids.csv", "model.json")}
+    for path in outputs.values():
+        path.write_text("old\n")
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", PATCHED_CLI, "fit", str(medium_csv), "-k", "3", "--force", "-q",
+         "-o", str(outputs["labels.csv"]), "--centroids", str(outputs["centroids.csv"]),
+         "--model", str(outputs["model.json"])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_environment(SOFTKM_TEST_PATCH="slow-writer"),
+    )
+    try:
+        wait_for_partial_output(folder, process)
+        process.send_signal(signal_number)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == exit_code, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert "discarded" in stderr
+    for path in outputs.values():
+        assert path.read_text() == "old\n", path
+    assert temporary_files(folder) == []
+
+
+@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_write_new_output(tmp_path, medium_csv, signal_number, exit_code):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", PATCHED_CLI, "fit", str(medium_csv), "-k", "3", "-q", "-o", str(folder / "labels.csv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_environment(SOFTKM_TEST_PATCH="slow-writer"),
+    )
+    try:
+        wait_for_partial_output(folder, process)
+        process.send_signal(signal_number)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == exit_code, stderr
+    assert os.listdir(folder) == []
+
+
+def test_signal_during_renames_commits_all(tmp_path, medium_csv):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    outputs = {name: folder / name for name in ("labels.csv", "centroids.csv", "model.json")}
+    for path in outputs.values():
+        path.write_text("old\n")
+
+    completed = subprocess.run(
+        [sys.executable, "-c", PATCHED_CLI, "fit", str(medium_csv), "-k", "3", "--force", "-q",
+         "-o", str(outputs["labels.csv"]), "--centroids", str(outputs["centroids.csv"]),
+         "--model", str(outputs["model.json"])],
+        capture_output=True, text=True, timeout=120, env=child_environment(SOFTKM_TEST_PATCH="signal-at-rename"),
+    )
+
+    # The signal arrived before the first rename and was handled after the last one.
+    assert completed.returncode == 130, completed.stderr
+    assert len(pd.read_csv(outputs["labels.csv"])) == 20_000
+    assert len(pd.read_csv(outputs["centroids.csv"])) == 3
+    assert json.loads(outputs["model.json"].read_text())["n_clusters"] == 3
+    assert temporary_files(folder) == []
+
+
+def test_interrupted_fit_leaves_no_partial_file_in_process(tmp_path, monkeypatch):
+    import softkm.tables as tables
+
+    path = write(tmp_path / "data.csv", comma_csv())
+    labels = write(tmp_path / "labels.csv", "old\n")
+    model = tmp_path / "model.json"
+
+    def interrupted_write_csv(frame, binary_file, separator):
+        binary_file.write(b"cluster\n0\n")
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(tables, "_write_csv", interrupted_write_csv)
+    result = run("fit", path, "-k", 2, "--force", "-o", labels, "--model", model)
+    assert result.exit_code == 130, result.output
+    assert labels.read_text() == "old\n"
+    assert not model.exists()
+    assert temporary_files(tmp_path) == []
+
+
+def test_closed_pipe_keeps_summary(tmp_path):
+    # 200,000 label lines (about 400 kB) overflow the pipe buffer, so softkm is still
+    # writing when head exits.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "large.csv"
+    pd.DataFrame(rng.normal(size=(200_000, 2)), columns=["x1", "x2"]).to_csv(path, index=False)
+    model = tmp_path / "model.json"
+    for arguments in (f"fit '{path}' -k 3 --max-iter 5 --model '{model}'", f"assign '{model}' '{path}'"):
+        command = f"set -o pipefail; '{SOFTKM}' {arguments} | head -1"
+        completed = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60,
+                                   env=child_environment())
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout == "cluster\n"
+        assert "Traceback" not in completed.stderr
+        assert "error" not in completed.stderr
+        assert "inertia" in completed.stderr
+        assert "closed it before every row was written" in completed.stderr
+    assert json.loads(model.read_text())["n_clusters"] == 3
+
+
+def test_output_to_fifo_streams(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    fifo = tmp_path / "labels.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    result = run("fit", path, "-k", 2, "-q", "-o", fifo)
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert received[0].decode().splitlines()[0] == "cluster"
+    assert len(received[0].decode().splitlines()) == len(ROWS) + 1
+    assert temporary_files(tmp_path) == []
+
+
+def test_output_to_character_device(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    result = run("fit", path, "-k", 2, "-q", "-o", os.devnull, "--model", tmp_path / "model.json")
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert (tmp_path / "model.json").exists()
+
+
+def test_output_to_socket_rejected(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    socket_path = tmp_path / "labels.csv"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(socket_path))
+        result = run("fit", path, "-k", 2, "-o", socket_path, "--force")
+    finally:
+        server.close()
+    assert_error(result, "neither a regular file nor a FIFO nor a character device")
+
+
+def test_output_symlink_replaces_target(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    target = write(tmp_path / "target.csv", "old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target.name)
+    result = run("fit", path, "-k", 2, "-q", "-o", link, "--force")
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink()
+    assert target.read_text().startswith("cluster\n")
+
+
+def test_existing_output_needs_force(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    labels = write(tmp_path / "labels.csv", "old\n")
+    model = tmp_path / "model.json"
+    result = run("fit", path, "-k", 2, "-o", labels, "--model", model)
+    assert_error(result, "exists", "--force")
+    assert labels.read_text() == "old\n"
+    assert not model.exists()
