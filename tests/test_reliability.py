@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -687,3 +688,163 @@ def test_existing_output_needs_force(tmp_path):
     assert_error(result, "exists", "--force")
     assert labels.read_text() == "old\n"
     assert not model.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+
+
+def test_k_larger_than_rows(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    assert_error(run("fit", path, "-k", 7), "n_clusters=7 is larger than the number of rows (6)", "lower -k")
+
+
+def test_fewer_distinct_rows_than_k(tmp_path):
+    path = write(tmp_path / "dup.csv", "a,b\n1,1\n1,1\n1,1\n2,2\n")
+    result = run("fit", path, "-k", 3)
+    assert result.exit_code == 0, result.output
+    assert "fewer than n_clusters=3" in result.stderr
+    labels = labels_of(result)["cluster"]
+    assert labels.between(0, 2).all()
+    assert labels[0] == labels[1] == labels[2] != labels[3]
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft", "gumbel"])
+def test_many_duplicate_rows(tmp_path, mode):
+    rows = "0,0\n" * 5000 + "10,10\n" * 5000 + "0,10\n"
+    path = write(tmp_path / "dup.csv", "a,b\n" + rows)
+    centroids = tmp_path / "centroids.csv"
+    result = run("fit", path, "-k", 3, "-q", "--mode", mode, "--centroids", centroids, "--seed", 4)
+    labels = labels_of(result)["cluster"]
+    assert labels.between(0, 2).all()
+    # Gumbel noise can leave the single point at (0, 10) with a centroid of another group.
+    if mode != "gumbel":
+        assert labels.nunique() == 3
+    table = pd.read_csv(centroids)
+    assert np.isfinite(table[["a", "b"]].to_numpy()).all()
+
+
+def test_coinciding_initial_centroids(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    init = write(tmp_path / "init.csv", "a,b\n5,5\n5,5\n")
+    result = run("fit", path, "-k", 2, "--init", init)
+    assert result.exit_code == 0, result.output
+    assert same_groups(labels_of(result)["cluster"].tolist())
+    assert "were moved to the farthest points" in result.stderr
+
+
+def test_init_file_columns_mismatch(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    init = write(tmp_path / "init.csv", "x,y\n0,0\n9,9\n")
+    assert_error(run("fit", path, "-k", 2, "--init", init), "lacks feature column(s) a, b")
+
+
+@pytest.mark.parametrize("init_rows", ["0\n10\n", "10\n0\n"])
+def test_tie_goes_to_lowest_index(tmp_path, init_rows):
+    # The point at 5 has weight 0, so the centroids stay at 0 and 10 and it stays tied.
+    path = write(tmp_path / "tie.csv", "a,w\n0,1\n5,0\n10,1\n")
+    init = write(tmp_path / "init.csv", "a\n" + init_rows)
+    model = tmp_path / "model.json"
+    result = run("fit", path, "-k", 2, "-q", "--weights", "w", "--init", init, "--model", model)
+    fit_labels = labels_of(result)["cluster"].tolist()
+    assigned = labels_of(run("assign", model, path, "-q"))["cluster"].tolist()
+    centroids = json.loads(model.read_text())["centroids"]
+    assert sorted(row[0] for row in centroids) == [0.0, 10.0]
+    assert fit_labels[1] == 0
+    assert assigned == fit_labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+@pytest.fixture
+def model_file(tmp_path) -> Path:
+    path = write(tmp_path / "data.csv", comma_csv())
+    model = tmp_path / "model.json"
+    assert run("fit", path, "-k", 2, "-q", "--model", model).exit_code == 0
+    return model
+
+
+def test_assign_reordered_and_extra_columns(tmp_path, model_file):
+    original = labels_of(run("assign", model_file, write(tmp_path / "same.csv", comma_csv()), "-q"))
+    text = "extra,b,a\n" + "".join(f"x,{b!r},{a!r}\n" for a, b in ROWS)
+    result = run("assign", model_file, write(tmp_path / "reordered.csv", text), "-q")
+    assert labels_of(result)["cluster"].tolist() == original["cluster"].tolist()
+
+
+def test_assign_missing_column(tmp_path, model_file):
+    path = write(tmp_path / "partial.csv", "a,c\n1,2\n")
+    assert_error(run("assign", model_file, path), "lacks the model's feature column(s) b")
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda text: text[: len(text) // 2], ["is not valid JSON", "truncated"]),
+        (lambda text: text.replace('"format_version": 1', '"format_version": 2'), ["format version 2"]),
+        (lambda text: text.replace('"format_version": 1', '"format_version": "1"'), ["format version '1'"]),
+        (lambda text: re.sub(r'("centroids": \[\s*\[\s*)[-0-9.e]+', r"\1NaN", text), ["non-finite value NaN"]),
+        (lambda text: re.sub(r'("centroids": \[\s*\[\s*)[-0-9.e]+', r"\g<1>1e999", text), ["non-finite"]),
+        (lambda text: re.sub(r'("centroids": \[\s*\[\s*)[-0-9.e]+', r'\1"x"', text), ["not a matrix of numbers"]),
+        (lambda text: text.replace('"format": "softkm-model"', '"format": "other"'), ["not a softkm model file"]),
+        (lambda text: "", ["is not valid JSON"]),
+        (lambda text: "[1, 2]", ["not a softkm model file"]),
+    ],
+)
+def test_assign_damaged_model(tmp_path, model_file, edit, words):
+    damaged = write(tmp_path / "damaged.json", edit(model_file.read_text()))
+    assert damaged.read_text() != model_file.read_text()
+    assert_error(run("assign", damaged, write(tmp_path / "data.csv", comma_csv())), *words)
+
+
+def test_assign_pickle_is_rejected(tmp_path):
+    import pickle
+
+    damaged = write(tmp_path / "model.json", pickle.dumps({"format": "softkm-model", "format_version": 1}))
+    assert_error(run("assign", damaged, write(tmp_path / "data.csv", comma_csv())), "model file")
+
+
+def test_assign_probabilities_of_hard_model(tmp_path, model_file):
+    path = write(tmp_path / "data.csv", comma_csv())
+    assert_error(run("assign", model_file, path, "--probabilities"), "hard model has no temperature", "--tau")
+    result = run("assign", model_file, path, "-q", "--probabilities", "--tau", "0.5")
+    probabilities = labels_of(result)[["p_0", "p_1"]].to_numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+def test_batch_size_larger_than_data(tmp_path):
+    path = write(tmp_path / "data.csv", comma_csv())
+    full = fit_labels(path, "--mode", "soft")
+    assert fit_labels(path, "--mode", "soft", "--batch-size", 1000) == full
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_blas_threads_same_bytes(tmp_path, threads):
+    """Compare the outputs of every mode with 1 and 2 BLAS threads against a reference run."""
+    rng = np.random.default_rng(11)
+    path = tmp_path / "data.csv"
+    pd.DataFrame(rng.normal(size=(20_000, 6)) + rng.integers(0, 4, size=(20_000, 1)) * 3).to_csv(path, index=False)
+    outputs = {}
+    for count in ("1", threads):
+        environment = child_environment(
+            OMP_NUM_THREADS=count, OPENBLAS_NUM_THREADS=count, MKL_NUM_THREADS=count
+        )
+        for mode in ("hard", "soft", "gumbel"):
+            folder = tmp_path / f"{mode}-{count}"
+            folder.mkdir(exist_ok=True)
+            command = [str(SOFTKM), "fit", str(path), "-k", "4", "--mode", mode, "-q", "--force", "--max-iter", "30",
+                       "-o", str(folder / "labels.csv"), "--centroids", str(folder / "centroids.csv"),
+                       "--model", str(folder / "model.json")]
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
+            assert completed.returncode == 0, completed.stderr
+            model = json.loads((folder / "model.json").read_text())
+            del model["fit"]["runtime_seconds"]
+            outputs[mode, count] = ((folder / "labels.csv").read_bytes(), (folder / "centroids.csv").read_bytes(),
+                                    model)
+    for mode in ("hard", "soft", "gumbel"):
+        assert outputs[mode, "1"] == outputs[mode, threads], mode
