@@ -53,6 +53,10 @@ class Preprocessing:
         else:
             overall = root_mean_square(std)
             unit = 2.0 ** np.round(np.log2(overall)) if overall > 0 and np.isfinite(overall) else 1.0
+            if overall <= 1e-12 * float(np.max(np.abs(mean))):
+                # Constant data whose spread is rounding noise of the mean: the noise need
+                # not be resolved, so the unit is only kept inside the safe range.
+                unit = float(np.clip(unit, *SQUARED_UNIT_RANGE))
             _check_squared_unit(unit, overall)
             scale = np.full(X.shape[1], unit)
         return cls(mean, scale, standardize)
