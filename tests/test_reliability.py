@@ -848,3 +848,14 @@ def test_blas_threads_same_bytes(tmp_path, threads):
                                     model)
     for mode in ("hard", "soft", "gumbel"):
         assert outputs[mode, "1"] == outputs[mode, threads], mode
+
+
+def test_no_network_connection(tmp_path, monkeypatch, model_file):
+    def reject_connection(*args, **kwargs):
+        raise AssertionError("softkm opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", reject_connection)
+    monkeypatch.setattr(socket, "create_connection", reject_connection)
+    path = write(tmp_path / "data.csv", comma_csv())
+    assert run("fit", path, "-k", 2, "-q", "--force", "--model", tmp_path / "again.json").exit_code == 0
+    assert run("assign", model_file, path, "-q").exit_code == 0
