@@ -2,8 +2,9 @@
 
 Only Typer is imported at start-up; NumPy, pandas and pyarrow are imported inside the
 commands, so ``softkm --help`` stays fast. A ``SoftkmError`` becomes one line
-``softkm: error: ...`` on stderr and exit code 1; Typer reports invalid option values
-with exit code 2; Ctrl-C and SIGTERM exit with 130 and 143.
+``softkm: error: ...`` on stderr and exit code 1. Usage errors (unknown options, invalid
+option values) become one such line too, with exit code 2. Ctrl-C and SIGTERM exit with
+130 and 143.
 """
 
 from __future__ import annotations
@@ -18,9 +19,62 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+import typer.core
+
+
+def _exception_class(name: str) -> type:
+    """Return Click's exception class ``name`` from the Click that Typer uses.
+
+    Typer 0.29 ships its own copy of Click (``typer._click``) while older releases use the
+    ``click`` package, so the class is looked up among the bases of ``typer.BadParameter``.
+    """
+    return next(base for base in typer.BadParameter.__mro__ if base.__name__ == name)
+
+
+_UsageError = _exception_class("UsageError")
+_ClickException = _exception_class("ClickException")
+
+
+class _OneLineErrorGroup(typer.core.TyperGroup):
+    """The command group, with usage errors printed as one ``softkm: error:`` line.
+
+    Typer draws usage errors in a box over several lines. This group runs Typer in
+    non-standalone mode, catches the usage error and prints its message on one line
+    with a hint to ``--help``. The exit code stays 2.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            exit_code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _ClickException as error:
+            exit_code = _print_click_error(error)
+        except typer.Abort:
+            typer.echo("softkm: aborted", err=True)
+            exit_code = 1
+        if not isinstance(exit_code, int):
+            exit_code = 0
+        if standalone_mode:
+            sys.exit(exit_code)
+        return exit_code
+
+
+def _print_click_error(error) -> int:
+    """Print a Click error as one line on stderr and return its exit code."""
+    # Running softkm without arguments shows the help, which Click raises as a usage error.
+    if type(error).__name__ == "NoArgsIsHelpError":
+        typer.echo(error.format_message(), err=True)
+        return 0
+    message = " ".join(error.format_message().split()).rstrip(".")
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "softkm"
+    hint = f"; run '{command} --help' for usage" if isinstance(error, _UsageError) else ""
+    typer.echo(f"softkm: error: {message}{hint}", err=True)
+    return error.exit_code
+
 
 app = typer.Typer(
     name="softkm",
+    cls=_OneLineErrorGroup,
     help="k-means clustering with hard, soft and Gumbel-softmax assignment modes.",
     no_args_is_help=True,
     add_completion=False,
@@ -190,9 +244,9 @@ def assign(
         read = workflow.ReadOptions(delimiter, decimal, not no_header, missing=missing.value)
         outputs = workflow.OutputOptions(output, keep=_split_names(keep) or [], probabilities=probabilities, force=force)
         with _print_warnings(quiet):
-            loaded, features, inertia = workflow.run_assign(model, input, read, outputs, tau)
+            job = workflow.run_assign(model, input, read, outputs, tau)
         if not quiet:
-            report.print_assign_summary(loaded, features, inertia)
+            report.print_assign_summary(job)
 
 
 @app.command()

@@ -22,7 +22,7 @@ import numpy as np
 
 from softkm import __version__, engine, metrics
 from softkm.errors import InputError, OptionError
-from softkm.features import FeatureData, extract_features
+from softkm.features import FeatureData, extract_features, warn_skipped_columns
 from softkm.tables import read_table
 
 # The columns of every row, in output order. ``runtime`` is the median of the repeats.
@@ -193,6 +193,7 @@ def run_compare(source: str, n_clusters: int, settings: CompareSettings, read, t
         frame, columns=read.columns, exclude=exclude or None, weights=read.weights, missing=read.missing,
         dtype=settings.dtype,
     )
+    warn_skipped_columns(features)
     truth = None
     if truth_column is not None:
         truth = _truth_labels(frame, truth_column, features)

@@ -9,18 +9,23 @@ Row numbers in messages are 1-based data row numbers: row 1 is the first row aft
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from softkm.errors import InputError, OptionError
+from softkm.errors import InputError, InputWarning, OptionError
 
 MISSING_POLICIES = ("error", "drop")
 FEATURE_DTYPES = ("float32", "float64")
 
 # Rows named in the error for missing or infinite values.
 MAX_REPORTED_ROWS = 3
+
+# Largest float32 rounding of a column's values, as a share of the column's standard
+# deviation, that passes without a warning.
+FLOAT32_ROUNDING_SHARE = 0.01
 
 # Column names listed in errors before the list is cut short.
 MAX_LISTED_COLUMNS = 20
@@ -50,6 +55,8 @@ class FeatureData:
     sample_weight: (n_samples,) float64 weights, or None when no weights column was given.
     row_index: (n_samples,) int64 positions of the kept rows in the input frame.
     n_dropped: number of rows removed because of missing or infinite values.
+    skipped_columns: non-numeric columns left out of the default feature selection,
+        other than those named in ``exclude`` or ``weights``.
     """
 
     X: np.ndarray
@@ -57,6 +64,7 @@ class FeatureData:
     sample_weight: np.ndarray | None
     row_index: np.ndarray
     n_dropped: int
+    skipped_columns: list[str] = field(default_factory=list)
 
 
 def extract_features(
@@ -90,13 +98,14 @@ def extract_features(
     labels = _column_labels(frame)
     _check_column_options(labels, columns, exclude, weights)
 
+    skipped_columns: list[str] = []
     if columns is not None:
         feature_names = list(columns)
         for name in feature_names:
             _check_requested_column(frame[labels[name]], name)
     else:
-        skipped = set(exclude or []) | ({weights} if weights is not None else set())
-        feature_names = _default_feature_names(frame, labels, skipped)
+        left_out = set(exclude or []) | ({weights} if weights is not None else set())
+        feature_names, skipped_columns = _default_feature_names(frame, labels, left_out)
 
     X = _feature_matrix(frame, labels, feature_names)
     sample_weight = None
@@ -115,6 +124,24 @@ def extract_features(
         sample_weight=sample_weight,
         row_index=np.flatnonzero(keep).astype(np.int64),
         n_dropped=int(keep.size - np.count_nonzero(keep)),
+        skipped_columns=skipped_columns,
+    )
+
+
+def warn_skipped_columns(features: FeatureData, copied: list[str] | None = None) -> None:
+    """Issue an InputWarning naming the non-numeric columns that are not features.
+
+    Columns in ``copied`` (the ``--keep`` columns) are not named, because the user named them.
+    """
+    names = [name for name in features.skipped_columns if name not in (copied or [])]
+    if not names:
+        return
+    warnings.warn(
+        f"non-numeric column(s) {_describe_columns(names)} left out of the features; "
+        f"pass --exclude {','.join(names)} to leave them out without this warning, "
+        "or --columns to choose the features",
+        InputWarning,
+        stacklevel=2,
     )
 
 
@@ -189,10 +216,17 @@ def _column_kind(series: pd.Series) -> str:
     return "other"
 
 
-def _default_feature_names(frame: pd.DataFrame, labels: dict[str, object], skipped: set[str]) -> list[str]:
+def _default_feature_names(
+    frame: pd.DataFrame, labels: dict[str, object], left_out: set[str]
+) -> tuple[list[str], list[str]]:
+    """Return (the numeric columns, the other columns) of ``frame``, without the ``left_out`` ones.
+
+    Boolean columns are never features by default, so they are in the second list.
+    """
     names = []
+    skipped = []
     for name, label in labels.items():
-        if name in skipped:
+        if name in left_out:
             continue
         series = frame[label]
         kind = _column_kind(series)
@@ -200,12 +234,15 @@ def _default_feature_names(frame: pd.DataFrame, labels: dict[str, object], skipp
             names.append(name)
         elif kind == "text":
             _reject_numeric_text(series, name, fix="drop the column with --exclude")
+            skipped.append(name)
+        else:
+            skipped.append(name)
     if not names:
         raise InputError(
             f"the table has no numeric feature columns (columns found: {_describe_columns(labels)}); "
             "select feature columns with --columns"
         )
-    return names
+    return names, skipped
 
 
 def _check_requested_column(series: pd.Series, name: str) -> None:
@@ -225,6 +262,22 @@ def _sample_value(series: pd.Series) -> str:
         if text.strip():
             return text
     return ""
+
+
+def _describe_text_value(series: pd.Series) -> str:
+    """Describe the first value of a column that does not look like a number, with its data row.
+
+    When every value looks like a number (numbers stored as text), describe the first value.
+    """
+    text = series.reset_index(drop=True).dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if text.empty:
+        return "it has no values"
+    looks_numeric = text.str.fullmatch(NUMBER_LIKE_TEXT).to_numpy(dtype=bool)
+    if looks_numeric.all():
+        return f"data row {int(text.index[0]) + 1} contains {text.iloc[0]!r}, a number stored as text"
+    first_bad = int(np.argmin(looks_numeric))
+    return f"data row {int(text.index[first_bad]) + 1} contains {text.iloc[first_bad]!r}"
 
 
 def _reject_numeric_text(series: pd.Series, name: str, *, fix: str) -> None:
@@ -276,10 +329,8 @@ def _feature_matrix(frame: pd.DataFrame, labels: dict[str, object], feature_name
 def _weight_vector(series: pd.Series, name: str) -> np.ndarray:
     """Return the (n_samples,) float64 weights, with NaN for missing ones, after checking the sign."""
     if _column_kind(series) not in ("numeric", "boolean"):
-        raise InputError(
-            f"weights column '{name}' is not numeric (sample value {_sample_value(series)!r}); "
-            "pass a numeric column to --weights"
-        )
+        raise InputError(f"weights column '{name}' is not numeric: {_describe_text_value(series)}; "
+                         "pass a numeric column to --weights")
     weights = _to_float64(series)
     negative = np.flatnonzero(weights < 0)
     if negative.size:
@@ -365,7 +416,29 @@ def _cast_features(X: np.ndarray, feature_names: list[str], keep: np.ndarray, dt
         (X != 0) & (np.abs(cast) < limits.tiny), X, feature_names, keep,
         f"is below the smallest float32 magnitude {float(limits.tiny):.7g}",
     )
+    _warn_float32_rounding(X, cast, feature_names)
     return cast
+
+
+def _warn_float32_rounding(X: np.ndarray, cast: np.ndarray, feature_names: list[str]) -> None:
+    """Warn when rounding a column to float32 moves values by a visible part of its spread.
+
+    Values far from 0 relative to their spread keep few significant digits in float32:
+    near 1e7 the spacing of float32 numbers is 1. The fit then runs on rounded data.
+    """
+    for column, name in enumerate(feature_names):
+        spread = float(np.std(X[:, column]))
+        if spread == 0:
+            continue
+        rounding = float(np.max(np.abs(cast[:, column].astype(np.float64) - X[:, column])))
+        if rounding > FLOAT32_ROUNDING_SHARE * spread:
+            warnings.warn(
+                f"column '{name}' loses precision in float32: rounding moves values by up to {rounding:.3g}, "
+                f"{rounding / spread:.0%} of its standard deviation {spread:.3g}; pass --dtype float64, "
+                "or subtract a constant from the column",
+                InputWarning,
+                stacklevel=2,
+            )
 
 
 def _reject_cast(invalid: np.ndarray, X: np.ndarray, feature_names: list[str], keep: np.ndarray, rule: str) -> None:

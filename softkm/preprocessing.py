@@ -22,10 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softkm.errors import ModelError
+from softkm.errors import InputError, ModelError
 from softkm.kernels import chunk_slices
 
 _TRANSFORM_ROWS = 65536
+
+# Powers of two whose square is a normal float64 number: 2**-1022 to below 2**1024.
+SQUARED_UNIT_RANGE = (2.0**-511, 2.0**511)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class Preprocessing:
         else:
             overall = root_mean_square(std)
             unit = 2.0 ** np.round(np.log2(overall)) if overall > 0 and np.isfinite(overall) else 1.0
+            if overall <= 1e-12 * float(np.max(np.abs(mean))):
+                # Constant data whose spread is rounding noise of the mean: the noise need
+                # not be resolved, so the unit is only kept inside the safe range.
+                unit = float(np.clip(unit, *SQUARED_UNIT_RANGE))
+            _check_squared_unit(unit, overall)
             scale = np.full(X.shape[1], unit)
         return cls(mean, scale, standardize)
 
@@ -109,6 +117,23 @@ class Preprocessing:
         if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ModelError("model preprocessing contains non-finite or non-positive values; refit the model")
         return cls(offset, scale, standardize)
+
+
+def _check_squared_unit(unit: float, spread: float) -> None:
+    """Raise InputError when squared distances in user units leave the normal float64 range.
+
+    Inertia and temperatures are reported in squared user units, which are ``unit**2``
+    times the working units. Beyond 2**±511 that factor overflows to inf or loses its
+    digits in subnormal numbers, so the reported numbers would be wrong.
+    """
+    if SQUARED_UNIT_RANGE[0] <= unit <= SQUARED_UNIT_RANGE[1]:
+        return
+    direction = "overflow" if unit > 1 else "underflow"
+    fix = "divide" if unit > 1 else "multiply"
+    raise InputError(
+        f"the features have a standard deviation of about {spread:.1e}, so squared distances would "
+        f"{direction} in float64; {fix} the features by a constant factor or pass --standardize"
+    )
 
 
 def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

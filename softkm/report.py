@@ -73,18 +73,27 @@ def print_fit_summary(job) -> None:
             f"= temperature {result.temperature:.6g}"
         )
     lines.append(f"  runtime {result.runtime:.3f} s")
+    if job.output_closed:
+        lines.append(OUTPUT_CLOSED_LINE)
     for line in lines:
         _console.print(line, markup=False)
 
 
-def print_assign_summary(model, features, inertia: float) -> None:
+# Summary line for a stream output whose reader stopped reading, as ``head`` does.
+OUTPUT_CLOSED_LINE = "  the reader of the labels output closed it before every row was written"
+
+
+def print_assign_summary(job) -> None:
     """Print a short summary of an assignment on stderr."""
+    features = job.features
     dropped = f" ({features.n_dropped} dropped)" if features.n_dropped else ""
     _console.print(
-        f"softkm assign: {features.X.shape[0]} rows{dropped} to {model.n_clusters} {model.mode} clusters, "
-        f"inertia {inertia:.10g}",
+        f"softkm assign: {features.X.shape[0]} rows{dropped} to {job.model.n_clusters} {job.model.mode} clusters, "
+        f"inertia {job.inertia:.10g}",
         markup=False,
     )
+    if job.output_closed:
+        _console.print(OUTPUT_CLOSED_LINE, markup=False)
 
 
 # ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Read input tables (CSV, gzip-compressed CSV, Parquet) and write output tables atomically.
 
 The format of an input is detected from its first bytes: ``PAR1`` is Parquet and ``1f 8b`` is
-gzip. Everything else must be UTF-8 CSV text. The file extension only chooses the default
+gzip. Everything else must be CSV text in UTF-8, or in UTF-16 with a byte order mark. The file extension only chooses the default
 delimiter (tab for ``.tsv``) and the wording of errors. CSV is parsed with ``pyarrow.csv``.
 
 Outputs are written to a temporary file in the destination folder, flushed to disk and then
 renamed, so that an interrupted write never leaves a partial file or damages an existing one.
+The outputs of one command are renamed together, with SIGINT and SIGTERM held back meanwhile
+(see ``OutputSet``). Standard output, FIFOs and character devices are written directly.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ import gzip
 import io
 import os
 import re
+import signal
+import stat
 import sys
 import tempfile
+import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -34,6 +40,7 @@ from softkm.errors import InputError, InputWarning, OptionError, OutputError
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 STDIN_NAME = "<stdin>"
 
 NON_SPACE = re.compile(rb"\S")
@@ -52,6 +59,9 @@ POINT_DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)\.\d+(?:[eE][+-]?\d+
 # Digit group separators allowed with each decimal mark. The no-break space is a literal
 # character because the pattern also runs in Arrow's RE2 engine, which lacks \u escapes.
 GROUP_SEPARATORS = {".": ",", ",": ". \u00a0"}
+
+# Signals whose handling waits until a set of outputs is renamed into place.
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # Output format for each supported file name ending, longest endings first.
 OUTPUT_FORMATS = {
@@ -85,6 +95,27 @@ def read_table(
 ) -> pd.DataFrame:
     """Read a CSV, gzip-compressed CSV or Parquet table into a DataFrame.
 
+    See ``read_table_with_text`` for the rules and errors.
+    """
+    frame, _ = read_table_with_text(source, text_columns=[], delimiter=delimiter, decimal=decimal, header=header)
+    return frame
+
+
+def read_table_with_text(
+    source: str,
+    *,
+    text_columns: list[str],
+    delimiter: str | None = None,
+    decimal: str | None = None,
+    header: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a table, and the ``text_columns`` among its columns as the text of their cells.
+
+    The second frame keeps CSV cells exactly as written, so an id such as ``007`` stays
+    ``007`` and integers beyond int64 keep every digit. Empty cells become empty strings.
+    It is built by a second parse of the CSV text, limited to these columns. Parquet
+    columns are taken as stored. Names that are not columns of the table are left out.
+
     ``source`` is a file path or ``-`` for standard input. Either is read fully into memory
     before its format is detected. ``delimiter`` and ``decimal`` apply to CSV only. The
     default delimiter is tab for ``.tsv`` and ``.tsv.gz`` names and ``,`` otherwise. It is
@@ -93,9 +124,9 @@ def read_table(
     ``,`` the decimal mark is detected from the first 64 KiB. With ``header=False`` the
     columns are named ``x1`` to ``xd``.
 
-    Rows keep the order of the input, but blank lines are skipped. A CSV text column whose
-    values are all numbers with digit grouping, such as ``"1,234.5"``, becomes float64, and
-    a column without any value becomes float64 NaN. A named pandas index stored in Parquet
+    Rows keep the order of the input, but lines that are empty or contain only spaces and
+    tabs are skipped. A CSV text column whose values are all numbers with digit grouping,
+    such as ``"1,234.5"``, becomes float64, and a column without any value becomes float64 NaN. A named pandas index stored in Parquet
     becomes a column.
 
     Raises InputError when the source is missing, empty or without data rows, or when its
@@ -105,12 +136,14 @@ def read_table(
     name = STDIN_NAME if source == "-" else source
     data = _read_source_bytes(source)
     data = _decompress_if_gzip(data, name)
+    data = _utf16_to_utf8(data, name)
 
     if data.startswith(PARQUET_MAGIC):
-        return _read_parquet(data, name)
+        frame = _read_parquet(data, name)
+        return frame, frame[[column for column in text_columns if column in frame.columns]]
 
     _check_text(data, name)
-    return _read_csv(data, name, delimiter=delimiter, decimal=decimal, header=header)
+    return _read_csv(data, name, delimiter=delimiter, decimal=decimal, header=header, text_columns=text_columns)
 
 
 def _read_source_bytes(source: str) -> bytes:
@@ -136,6 +169,22 @@ def _decompress_if_gzip(data: bytes, name: str) -> bytes:
         raise InputError(
             f"input '{name}' starts like a gzip file but cannot be decompressed ({error}); "
             "check that the file is complete"
+        ) from None
+
+
+def _utf16_to_utf8(data: bytes, name: str) -> bytes:
+    """Re-encode text that starts with a UTF-16 byte order mark as UTF-8, and return other data unchanged.
+
+    Spreadsheet programs export "Unicode text" as UTF-16 with a byte order mark.
+    """
+    if not data.startswith(UTF16_BOMS):
+        return data
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"input '{name}' starts like UTF-16 text but has invalid bytes at offset {error.start}; "
+            "save it with UTF-8 encoding"
         ) from None
 
 
@@ -233,7 +282,9 @@ def _check_unique_names(names: list[str], name: str) -> None:
 # CSV
 
 
-def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool) -> pd.DataFrame:
+def _read_csv(
+    data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool, text_columns: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     start = _text_start(data)
     # The sample extends to the end of the first line, however long the header is.
     first_break = LINE_BREAK.search(data, start)
@@ -250,6 +301,10 @@ def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | N
         decimal = _detect_decimal(data_lines, delimiter)
 
     first_row = next(csv.reader(io.StringIO(sample_text, newline=""), delimiter=delimiter))
+    # Checked before parsing, because data rows split by another delimiter would otherwise
+    # fail with a less helpful field count error.
+    if len(first_row) == 1:
+        _check_single_column(first_line, delimiter, name)
     if header:
         if not _has_text_after_first_line(data, start):
             raise InputError(f"input '{name}' has a header but no data rows")
@@ -264,12 +319,17 @@ def _read_csv(data: bytes, name: str, *, delimiter: str | None, decimal: str | N
     table = _parse_csv(text, name, column_names, delimiter, decimal, skip_rows=1 if header else 0)
     if table.num_rows == 0:
         raise InputError(f"input '{name}' has a header but no data rows")
-    if table.num_columns == 1:
-        _check_single_column(first_line, delimiter, name)
     _check_utf8_columns(table, name)
 
     table = _convert_number_text(_null_columns_to_float(table), decimal)
-    return table.to_pandas()
+
+    present = [column for column in dict.fromkeys(text_columns) if column in column_names]
+    text_table = pa.table({})
+    if present:
+        text_table = _parse_csv(
+            text, name, column_names, delimiter, decimal, skip_rows=1 if header else 0, text_columns=present
+        )
+    return table.to_pandas(), text_table.to_pandas()
 
 
 def _text_start(data: bytes) -> int | None:
@@ -360,11 +420,22 @@ def _warn_if_numeric_header(column_names: list[str], name: str, decimal: str) ->
 
 
 def _parse_csv(
-    data: pa.Buffer, name: str, column_names: list[str], delimiter: str, decimal: str, *, skip_rows: int
+    data: pa.Buffer,
+    name: str,
+    column_names: list[str],
+    delimiter: str,
+    decimal: str,
+    *,
+    skip_rows: int,
+    text_columns: list[str] | None = None,
 ) -> pa.Table:
+    """Parse CSV text with Arrow, or only the ``text_columns`` as strings when given."""
     invalid_rows = []
 
     def record_invalid_row(row) -> str:
+        # A line of spaces or tabs, often left at the end of an edited file, is a blank line.
+        if not row.text.strip():
+            return "skip"
         invalid_rows.append(row)
         return "error"
 
@@ -373,6 +444,13 @@ def _parse_csv(
         delimiter=delimiter, newlines_in_values=True, invalid_row_handler=record_invalid_row
     )
     convert_options = pa_csv.ConvertOptions(decimal_point=decimal)
+    if text_columns:
+        convert_options = pa_csv.ConvertOptions(
+            include_columns=text_columns,
+            column_types={column: pa.string() for column in text_columns},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
     try:
         return pa_csv.read_csv(
             pa.BufferReader(data),
@@ -455,7 +533,9 @@ def _parse_grouped_numbers(text: pa.ChunkedArray, decimal: str) -> pa.ChunkedArr
 def output_format(destination: str) -> str:
     """Return the table format of ``destination``: 'csv', 'tsv', 'csv.gz', 'tsv.gz' or 'parquet'.
 
-    ``-`` (standard output) is CSV. Raises OptionError for any other file name ending.
+    ``-`` (standard output) is CSV, and so is a FIFO or character device whose name has
+    none of the known endings, such as ``/dev/stdout``. Raises OptionError for any other
+    file name ending.
     """
     if destination == "-":
         return "csv"
@@ -463,29 +543,59 @@ def output_format(destination: str) -> str:
     for ending, table_format in OUTPUT_FORMATS.items():
         if lowered.endswith(ending):
             return table_format
+    if is_stream(destination):
+        return "csv"
     supported = ", ".join(sorted(OUTPUT_FORMATS))
     raise OptionError(
         f"output '{destination}' has an unsupported extension; use one of {supported}, or '-' for CSV on stdout"
     )
 
 
+def is_stream(destination: str) -> bool:
+    """Return whether ``destination`` is ``-``, an existing FIFO or a character device.
+
+    These outputs are written directly, as a stream: renaming a file over them would
+    replace the pipe or device node with a regular file.
+    """
+    if destination == "-":
+        return True
+    try:
+        mode = os.stat(destination).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def check_output_path(destination: str, *, force: bool, input_path: str | None = None) -> None:
     """Raise OutputError if ``destination`` cannot or must not be written.
 
     The destination must not be the input file, its folder must exist, and an existing
-    file is replaced only with ``force``. ``-`` (standard output) always passes.
+    file is replaced only with ``force``. ``-`` (standard output), FIFOs and character
+    devices such as ``/dev/null`` always pass, because writing to them replaces nothing.
+    Block devices, sockets and folders are rejected.
     """
     if destination == "-":
         return
 
     if input_path is not None and input_path != "-" and _same_file(destination, input_path):
         raise OutputError(f"output '{destination}' is the input file; choose another output path")
+    if is_stream(destination):
+        return
 
-    folder = os.path.dirname(destination) or "."
+    target = os.path.realpath(destination)
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise OutputError(f"output folder '{folder}' does not exist; create it or choose another output path")
-    if os.path.isdir(destination):
+        raise OutputError(
+            f"output folder '{os.path.dirname(destination) or '.'}' does not exist; "
+            "create it or choose another output path"
+        )
+    if os.path.isdir(target):
         raise OutputError(f"output '{destination}' is a folder; give a file path")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise OutputError(
+            f"output '{destination}' is neither a regular file nor a FIFO nor a character device; "
+            "give a file path"
+        )
     if os.path.lexists(destination) and not force:
         raise OutputError(f"output '{destination}' exists; pass --force to replace it")
 
@@ -495,6 +605,156 @@ def _same_file(first: str, second: str) -> bool:
         return os.path.samefile(first, second)
     except OSError:
         return os.path.realpath(first) == os.path.realpath(second)
+
+
+class OutputSet:
+    """The output files of one command, written first and renamed into place together.
+
+    Each file is written in full to a temporary file in its destination's folder and
+    flushed to disk. ``commit`` then renames every temporary file over its destination
+    with SIGINT and SIGTERM held back, so that an interruption cannot leave some outputs
+    new and others old. Streams (stdout, FIFOs, character devices) cannot be renamed;
+    they are written after the renames, in the order they were added.
+
+    NOTE: the renames are separate system calls. A crash of the machine or SIGKILL between
+    two of them still leaves a mix of new and old files, and so does a rename that the
+    file system rejects after earlier ones succeeded.
+    """
+
+    def __init__(self, *, force: bool, input_path: str | None = None) -> None:
+        self.force = force
+        self.input_path = input_path
+        self._pending: list[tuple[str, str]] = []
+        self._streams: list[tuple[str, Callable[[BinaryIO], None]]] = []
+
+    def temporary_path(self, destination: str) -> str:
+        """Check ``destination`` and return an empty temporary file for it, renamed on ``commit``.
+
+        Raises OutputError for a stream destination, which must not be replaced by a file.
+        """
+        check_output_path(destination, force=self.force, input_path=self.input_path)
+        if is_stream(destination):
+            raise OutputError(f"output '{destination}' is stdout, a FIFO or a device; give a regular file path")
+        target = os.path.realpath(destination)
+        folder = os.path.dirname(target)
+        try:
+            descriptor, temporary_path = tempfile.mkstemp(dir=folder, prefix=".softkm-", suffix=".tmp")
+        except OSError as error:
+            raise OutputError(
+                f"cannot create a file in output folder '{folder}': {error.strerror}; choose a writable folder"
+            ) from None
+        os.close(descriptor)
+        self._pending.append((temporary_path, destination))
+        return temporary_path
+
+    def add_table(self, frame: pd.DataFrame, destination: str) -> None:
+        """Write ``frame`` to a temporary file for ``destination``, or queue it for a stream."""
+        table_format = output_format(destination)
+        if is_stream(destination):
+            check_output_path(destination, force=self.force, input_path=self.input_path)
+            self._streams.append((destination, lambda file: _write_to(frame, file, table_format)))
+            return
+        temporary_path = self.temporary_path(destination)
+        try:
+            _write_file(frame, temporary_path, table_format)
+        except OSError as error:
+            raise OutputError(f"cannot write output '{destination}': {error.strerror or error}") from None
+
+    def add_text(self, text: str, destination: str) -> None:
+        """Write ``text`` as UTF-8 to a temporary file for ``destination``, or queue it for a stream."""
+        if is_stream(destination):
+            check_output_path(destination, force=self.force, input_path=self.input_path)
+            self._streams.append((destination, lambda file: file.write(text.encode("utf-8"))))
+            return
+        temporary_path = self.temporary_path(destination)
+        try:
+            with open(temporary_path, "w", encoding="utf-8") as file:
+                file.write(text)
+        except OSError as error:
+            raise OutputError(f"cannot write output '{destination}': {error.strerror or error}") from None
+
+    def commit(self) -> None:
+        """Flush the temporary files, rename them into place together, then write the streams.
+
+        Raises OutputError when a file cannot be flushed or renamed, and OutputClosed when
+        the reader of a stream closed it.
+        """
+        for temporary_path, destination in self._pending:
+            _flush_output(temporary_path, destination)
+        for _, destination in self._pending:
+            # NOTE: another process can still create the destination between this check and the rename.
+            if os.path.lexists(destination) and not self.force:
+                raise OutputError(f"output '{destination}' exists; pass --force to replace it")
+
+        with signals_deferred():
+            while self._pending:
+                temporary_path, destination = self._pending[0]
+                try:
+                    os.replace(temporary_path, os.path.realpath(destination))
+                except OSError as error:
+                    raise OutputError(f"cannot write output '{destination}': {error.strerror}") from None
+                self._pending.pop(0)
+                _fsync_folder(os.path.dirname(os.path.realpath(destination)))
+
+        streams, self._streams = self._streams, []
+        for destination, write in streams:
+            _write_stream(destination, write)
+
+    def discard(self) -> None:
+        """Remove the temporary files that were not renamed; the destinations stay as they were."""
+        with signals_deferred():
+            for temporary_path, _ in self._pending:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(temporary_path)
+            self._pending = []
+            self._streams = []
+
+
+@contextlib.contextmanager
+def output_set(*, force: bool, input_path: str | None = None) -> Iterator[OutputSet]:
+    """Yield an ``OutputSet`` that is committed when the block ends normally.
+
+    On any exception, KeyboardInterrupt included, its temporary files are removed and
+    every destination is left as it was.
+    """
+    outputs = OutputSet(force=force, input_path=input_path)
+    try:
+        yield outputs
+        outputs.commit()
+    except BaseException:
+        outputs.discard()
+        raise
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold back SIGINT and SIGTERM inside the block and handle them once it ends.
+
+    A blocked signal mask would not do: a signal sent to the process may be delivered to
+    any thread, such as a BLAS worker, and Python then runs the handler in the main
+    thread at once. So the Python handlers are swapped for one that records the signal,
+    and each recorded signal is raised again after the old handlers are back. Outside
+    the main thread, where handlers cannot be changed, the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    received: list[int] = []
+    previous: dict[int, object] = {}
+    try:
+        for signal_number in DEFERRED_SIGNALS:
+            handler = signal.getsignal(signal_number)
+            # None means a handler installed outside Python, which cannot be restored.
+            if handler is not None:
+                previous[signal_number] = handler
+                signal.signal(signal_number, lambda number, frame: received.append(number))
+        yield
+    finally:
+        for signal_number, handler in previous.items():
+            signal.signal(signal_number, handler)
+        for signal_number in dict.fromkeys(received):
+            signal.raise_signal(signal_number)
 
 
 @contextlib.contextmanager
@@ -507,38 +767,18 @@ def atomic_output(destination: str, *, force: bool, input_path: str | None = Non
     Raises OutputError from the checks of ``check_output_path`` and when the file system
     rejects the write.
     """
-    check_output_path(destination, force=force, input_path=input_path)
-    folder = os.path.dirname(destination) or "."
-    try:
-        descriptor, temporary_path = tempfile.mkstemp(dir=folder, prefix=".softkm-", suffix=".tmp")
-    except OSError as error:
-        raise OutputError(
-            f"cannot create a file in output folder '{folder}': {error.strerror}; choose a writable folder"
-        ) from None
-    os.close(descriptor)
-
-    try:
-        yield temporary_path
-        _finish_output(temporary_path, destination, force=force)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary_path)
-        raise
+    with output_set(force=force, input_path=input_path) as outputs:
+        yield outputs.temporary_path(destination)
 
 
-def _finish_output(temporary_path: str, destination: str, *, force: bool) -> None:
-    """Flush the written file to disk, give it regular permissions and rename it to ``destination``."""
+def _flush_output(temporary_path: str, destination: str) -> None:
+    """Flush a written temporary file to disk and give it the permissions of an output file."""
     try:
         with open(temporary_path, "rb+") as file:
             os.fsync(file.fileno())
-        os.chmod(temporary_path, _output_mode(destination))
-        # NOTE: another process can still create the destination between this check and the rename.
-        if os.path.lexists(destination) and not force:
-            raise OutputError(f"output '{destination}' exists; pass --force to replace it")
-        os.replace(temporary_path, destination)
+        os.chmod(temporary_path, _output_mode(os.path.realpath(destination)))
     except OSError as error:
         raise OutputError(f"cannot write output '{destination}': {error.strerror}") from None
-    _fsync_folder(os.path.dirname(destination) or ".")
 
 
 def _output_mode(destination: str) -> int:
@@ -575,37 +815,35 @@ def write_table(
 
     The format follows the extension (see ``output_format``). Floats are written so that
     reading them back gives the same float64 values, and the same frame always gives the
-    same bytes. Files are written through ``atomic_output``.
+    same bytes. Files are written through an ``OutputSet``, and FIFOs and character
+    devices are written directly.
 
     Raises OptionError for an unsupported extension, OutputError when the file must not or
-    cannot be written, and OutputClosed when the reader of stdout closed the pipe.
+    cannot be written, and OutputClosed when the reader of stdout or a FIFO closed it.
     """
-    table_format = output_format(destination)
-    if destination == "-":
-        _write_stdout(frame)
-        return
-
-    with atomic_output(destination, force=force, input_path=input_path) as temporary_path:
-        try:
-            _write_file(frame, temporary_path, table_format)
-        except OSError as error:
-            raise OutputError(f"cannot write output '{destination}': {error.strerror or error}") from None
+    with output_set(force=force, input_path=input_path) as outputs:
+        outputs.add_table(frame, destination)
 
 
 def _write_file(frame: pd.DataFrame, path: str, table_format: str) -> None:
+    with open(path, "wb") as file:
+        _write_to(frame, file, table_format)
+
+
+def _write_to(frame: pd.DataFrame, binary_file, table_format: str) -> None:
+    """Write ``frame`` in ``table_format`` to an open binary file, which need not be seekable."""
     if table_format == "parquet":
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        pq.write_table(table, path)
+        pq.write_table(table, binary_file)
         return
 
     separator = "\t" if table_format.startswith("tsv") else ","
-    with open(path, "wb") as file:
-        if table_format.endswith(".gz"):
-            # An empty file name and a zero modification time keep the gzip header deterministic.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0) as compressed:
-                _write_csv(frame, compressed, separator)
-        else:
-            _write_csv(frame, file, separator)
+    if table_format.endswith(".gz"):
+        # An empty file name and a zero modification time keep the gzip header deterministic.
+        with gzip.GzipFile(filename="", mode="wb", fileobj=binary_file, mtime=0) as compressed:
+            _write_csv(frame, compressed, separator)
+    else:
+        _write_csv(frame, binary_file, separator)
 
 
 def _write_csv(frame: pd.DataFrame, binary_file, separator: str) -> None:
@@ -613,14 +851,27 @@ def _write_csv(frame: pd.DataFrame, binary_file, separator: str) -> None:
     frame.to_csv(binary_file, sep=separator, index=False, lineterminator="\n", encoding="utf-8")
 
 
-def _write_stdout(frame: pd.DataFrame) -> None:
+def _write_stream(destination: str, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on stdout (``-``), a FIFO or a character device, without a temporary file.
+
+    Raises OutputClosed when the reader closed the pipe, and OutputError for other failures.
+    """
+    if destination == "-":
+        try:
+            sys.stdout.flush()
+            write(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            _redirect_stdout_to_devnull()
+            raise OutputClosed() from None
+        return
     try:
-        sys.stdout.flush()
-        _write_csv(frame, sys.stdout.buffer, ",")
-        sys.stdout.buffer.flush()
+        with open(destination, "wb") as file:
+            write(file)
     except BrokenPipeError:
-        _redirect_stdout_to_devnull()
         raise OutputClosed() from None
+    except OSError as error:
+        raise OutputError(f"cannot write output '{destination}': {error.strerror or error}") from None
 
 
 def _redirect_stdout_to_devnull() -> None:

@@ -14,9 +14,16 @@ import numpy as np
 
 from softkm import engine
 from softkm.errors import InputError, OptionError
-from softkm.features import FeatureData, extract_features
+from softkm.features import FeatureData, extract_features, warn_skipped_columns
 from softkm.model import Model
-from softkm.tables import atomic_output, check_output_path, output_format, read_table, write_table
+from softkm.tables import (
+    OutputClosed,
+    check_output_path,
+    output_format,
+    output_set,
+    read_table,
+    read_table_with_text,
+)
 
 
 @dataclass(frozen=True)
@@ -47,17 +54,34 @@ class OutputOptions:
 
 @dataclass
 class FitJob:
-    """The results of ``run_fit``, for the summary."""
+    """The results of ``run_fit``, for the summary.
+
+    ``output_closed`` is True when the reader of a stream output (stdout or a FIFO)
+    closed it before every row was written. The output files were complete then.
+    """
 
     result: engine.FitResult
     features: FeatureData
     model: Model
     warnings: list[str]
+    output_closed: bool = False
+
+
+@dataclass
+class AssignJob:
+    """The results of ``run_assign``, for the summary; ``output_closed`` as in ``FitJob``."""
+
+    model: Model
+    features: FeatureData
+    inertia: float
+    output_closed: bool = False
 
 
 def load_features(source: str, options: ReadOptions, keep: list[str] | None = None):
-    """Read ``source`` and return (the table, its ``FeatureData``)."""
-    frame = read_table(source, delimiter=options.delimiter, decimal=options.decimal, header=options.header)
+    """Read ``source`` and return (the table, its ``FeatureData``, the ``keep`` columns as text)."""
+    frame, kept = read_table_with_text(
+        source, text_columns=keep or [], delimiter=options.delimiter, decimal=options.decimal, header=options.header
+    )
     _check_keep_columns(frame, keep or [], source)
     features = extract_features(
         frame,
@@ -67,7 +91,8 @@ def load_features(source: str, options: ReadOptions, keep: list[str] | None = No
         missing=options.missing,
         dtype=options.dtype,
     )
-    return frame, features
+    warn_skipped_columns(features, keep)
+    return frame, features, kept
 
 
 def check_outputs(source: str, outputs: OutputOptions) -> None:
@@ -116,7 +141,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
     """Fit a model to ``source`` and write every requested output atomically."""
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, n_clusters, outputs.probabilities)
-    frame, features = load_features(source, read, outputs.keep)
+    frame, features, kept = load_features(source, read, outputs.keep)
     fit_options = dict(fit_options)
     explicit_tau = fit_options.get("tau") is not None
     if outputs.probabilities and fit_options.get("mode", "hard") == "hard" and not explicit_tau:
@@ -137,6 +162,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
             on_iteration=on_iteration,
             **fit_options,
         )
+    _check_finite_inertia(result.inertia)
     model = Model.from_result(result, features.feature_names, _statistics(result, fit_options))
     probabilities = None
     if outputs.probabilities:
@@ -147,20 +173,23 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
         raw = extract_features(frame, columns=features.feature_names, missing=read.missing, dtype=read.dtype).X
         probabilities = engine.predict_proba(raw, result.centroids, result.preprocessing, read.dtype, temperature)
 
-    labels = labels_table(frame, features, result.labels, outputs.keep, probabilities)
-    _write_outputs(labels, model, source, outputs)
-    return FitJob(result, features, model, _unique_messages(caught))
+    labels = labels_table(kept, features, result.labels, outputs.keep, probabilities)
+    output_closed = _write_outputs(labels, model, source, outputs)
+    return FitJob(result, features, model, _unique_messages(caught), output_closed)
 
 
-def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions, tau: float | None):
-    """Apply a saved model to ``source`` and write the labels; returns (model, labels, inertia)."""
+def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions,
+               tau: float | None) -> AssignJob:
+    """Apply a saved model to ``source`` and write the labels."""
     model = Model.load(model_path)
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, model.n_clusters, outputs.probabilities)
     temperature = None
     if outputs.probabilities:
         temperature = _probability_temperature(model.mode, model.temperature, model.scale, tau, explicit_tau=tau is not None)
-    frame = read_table(source, delimiter=read.delimiter, decimal=read.decimal, header=read.header)
+    frame, kept = read_table_with_text(
+        source, text_columns=outputs.keep, delimiter=read.delimiter, decimal=read.decimal, header=read.header
+    )
     _check_keep_columns(frame, outputs.keep, source)
     missing = [name for name in model.feature_names if name not in frame.columns]
     if missing:
@@ -170,26 +199,26 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
         )
     features = extract_features(frame, columns=model.feature_names, missing=read.missing, dtype=model.dtype)
     labels, inertia = engine.predict(features.X, model.centroids, model.preprocessing, model.dtype)
+    _check_finite_inertia(inertia)
     probabilities = None
     if temperature is not None:
         probabilities = engine.predict_proba(features.X, model.centroids, model.preprocessing, model.dtype, temperature)
-    table = labels_table(frame, features, labels, outputs.keep, probabilities)
-    write_table(table, outputs.output, force=outputs.force, input_path=None if source == "-" else source)
-    return model, features, inertia
+    table = labels_table(kept, features, labels, outputs.keep, probabilities)
+    output_closed = _write_outputs(table, None, source, outputs)
+    return AssignJob(model, features, inertia, output_closed)
 
 
-def labels_table(frame, features: FeatureData, labels: np.ndarray, keep: list[str], probabilities=None):
+def labels_table(kept, features: FeatureData, labels: np.ndarray, keep: list[str], probabilities=None):
     """Build the labels output: one row per input row, in input order.
 
-    Rows dropped for missing values get an empty ``cluster`` (and probabilities), so the
-    output still lines up with the input.
+    ``kept`` holds the ``keep`` columns of the input, as text for CSV input. Rows dropped
+    for missing values get an empty ``cluster`` (and probabilities), so the output still
+    lines up with the input.
     """
     import pandas as pd
 
-    n_rows = len(frame)
-    # NOTE: kept columns are copied as the reader parsed them, not as raw text. A CSV id
-    # such as 007 comes out as 7, and integers beyond int64 come out as floats.
-    table = pd.DataFrame({name: frame[name].reset_index(drop=True) for name in keep})
+    n_rows = features.row_index.size + features.n_dropped
+    table = pd.DataFrame({name: kept[name].reset_index(drop=True) for name in keep}, index=pd.RangeIndex(n_rows))
     if features.n_dropped:
         cluster = pd.array([pd.NA] * n_rows, dtype="Int64")
         cluster[features.row_index] = labels
@@ -213,16 +242,32 @@ def centroids_table(model: Model):
     return table
 
 
-def _write_outputs(labels, model: Model, source: str, outputs: OutputOptions) -> None:
-    """Write the files first and stdout last, so a failed file write leaves stdout empty."""
+def _write_outputs(labels, model: Model | None, source: str, outputs: OutputOptions) -> bool:
+    """Write every output as one ``OutputSet`` and return whether a stream reader closed early.
+
+    The files are renamed into place together, and streams such as stdout are written
+    after them, so a failed file write leaves stdout empty.
+    """
     input_path = None if source == "-" else source
-    if outputs.centroids:
-        write_table(centroids_table(model), outputs.centroids, force=outputs.force, input_path=input_path)
-    if outputs.model:
-        with atomic_output(outputs.model, force=outputs.force, input_path=input_path) as temporary:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(model.to_json())
-    write_table(labels, outputs.output, force=outputs.force, input_path=input_path)
+    try:
+        with output_set(force=outputs.force, input_path=input_path) as files:
+            if model is not None and outputs.centroids:
+                files.add_table(centroids_table(model), outputs.centroids)
+            if model is not None and outputs.model:
+                files.add_text(model.to_json(), outputs.model)
+            files.add_table(labels, outputs.output)
+    except OutputClosed:
+        return True
+    return False
+
+
+def _check_finite_inertia(inertia: float) -> None:
+    """Raise InputError when the inertia in squared user units overflowed float64."""
+    if not np.isfinite(inertia):
+        raise InputError(
+            f"the inertia is {inertia} because the squared distances exceed the float64 range; "
+            "divide the features by a constant factor or pass --standardize"
+        )
 
 
 def _probability_temperature(mode: str, temperature: float | None, scale: float | None, tau: float | None,

@@ -341,7 +341,7 @@ def test_weights_column_not_found():
 
 def test_weights_column_not_numeric():
     frame = pd.DataFrame({"a": [1.0, 2.0], "w": ["heavy", "light"]})
-    with pytest.raises(InputError, match=r"weights column 'w' is not numeric \(sample value 'heavy'\)"):
+    with pytest.raises(InputError, match=r"weights column 'w' is not numeric: data row 1 contains 'heavy'"):
         extract_features(frame, weights="w")
 
 
