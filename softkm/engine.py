@@ -229,6 +229,10 @@ def fit_source(
     init_centroids = _check_init(init, n_clusters, source.n_features, n_init)
 
     moments = source.moments(dtype)
+    if n_clusters > moments.n_samples:
+        raise OptionError(
+            f"n_clusters={n_clusters} is larger than the number of usable rows ({moments.n_samples}); lower -k"
+        )
     preprocessing = Preprocessing.from_moments(moments.mean, moments.std, standardize)
     data = source.working(preprocessing, dtype, n_clusters, chunk_size)
     tol_shift = tol * float(np.mean((moments.unweighted_std / preprocessing.scale) ** 2))

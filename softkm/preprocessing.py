@@ -162,11 +162,13 @@ class DataMoments:
     """Per-feature moments (n_features,) float64 of a whole data set, from one pass.
 
     ``mean`` and ``std`` are weighted by the sample weights, ``unweighted_std`` is not.
+    ``n_samples`` is the number of rows they describe.
     """
 
     mean: np.ndarray
     std: np.ndarray
     unweighted_std: np.ndarray
+    n_samples: int
 
 
 @dataclass

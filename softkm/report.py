@@ -57,11 +57,10 @@ def print_fit_summary(job) -> None:
     for message in job.warnings:
         warning(message)
     result = job.result
-    features = job.features
     status = "converged" if result.converged else "not converged"
     lines = [
         f"softkm fit: mode {result.mode}, k={result.n_clusters}, {result.n_samples} rows"
-        + (f" ({features.n_dropped} dropped)" if features.n_dropped else "")
+        + (f" ({job.n_dropped} dropped)" if job.n_dropped else "")
         + f", {result.n_features} features, {result.dtype}",
         f"  iterations {result.n_iter} ({status}), restart {result.best_restart + 1} of {len(result.restart_scores)} kept",
         f"  inertia {result.inertia:.10g}" + ("  (z-scored units)" if result.preprocessing.standardize else ""),
@@ -77,11 +76,11 @@ def print_fit_summary(job) -> None:
         _console.print(line, markup=False)
 
 
-def print_assign_summary(model, features, inertia: float) -> None:
-    """Print a short summary of an assignment on stderr."""
-    dropped = f" ({features.n_dropped} dropped)" if features.n_dropped else ""
+def print_assign_summary(model, n_rows: int, n_dropped: int, inertia: float) -> None:
+    """Print a short summary of an assignment of ``n_rows`` rows on stderr."""
+    dropped = f" ({n_dropped} dropped)" if n_dropped else ""
     _console.print(
-        f"softkm assign: {features.X.shape[0]} rows{dropped} to {model.n_clusters} {model.mode} clusters, "
+        f"softkm assign: {n_rows} rows{dropped} to {model.n_clusters} {model.mode} clusters, "
         f"inertia {inertia:.10g}",
         markup=False,
     )

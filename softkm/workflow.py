@@ -2,10 +2,15 @@
 
 These functions read tables, call the engine and write outputs. They do no maths of
 their own and print nothing: the command-line layer renders what they return.
+
+A Parquet folder or glob, a ``--memory-limit``, or a Parquet file too large for the
+available memory is streamed batch by batch (``softkm.streaming``). ``--engine dask``
+runs the passes on a Dask cluster (``softkm.dask_engine``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -16,7 +21,13 @@ from softkm import engine
 from softkm.errors import InputError, OptionError
 from softkm.features import FeatureData, extract_features
 from softkm.model import Model
-from softkm.tables import atomic_output, check_output_path, output_format, read_table, write_table
+from softkm.tables import (
+    atomic_output,
+    check_output_path,
+    output_format,
+    read_table,
+    write_table,
+)
 
 
 @dataclass(frozen=True)
@@ -45,14 +56,29 @@ class OutputOptions:
     force: bool = False
 
 
+@dataclass(frozen=True)
+class ScaleOptions:
+    """The engine that runs the passes, and the memory limit that turns on streaming.
+
+    ``engine`` is 'local' or 'dask'. ``scheduler`` is the address of a running
+    ``dask.distributed`` scheduler (None starts a local cluster). ``memory_limit`` is a
+    size such as '2GB' that turns on streaming and sets the batch size.
+    """
+
+    engine: str = "local"
+    scheduler: str | None = None
+    memory_limit: str | None = None
+
+
 @dataclass
 class FitJob:
-    """The results of ``run_fit``, for the summary."""
+    """The results of ``run_fit``, for the summary. ``features`` is None for a streamed input."""
 
     result: engine.FitResult
-    features: FeatureData
+    features: FeatureData | None
     model: Model
     warnings: list[str]
+    n_dropped: int = 0
 
 
 def load_features(source: str, options: ReadOptions, keep: list[str] | None = None):
@@ -112,21 +138,25 @@ def read_init_centroids(path: str, feature_names: list[str], n_clusters: int, op
 
 
 def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, outputs: OutputOptions,
-            init_path: str | None = None, on_iteration=None) -> FitJob:
+            init_path: str | None = None, on_iteration=None, scale: ScaleOptions = ScaleOptions()) -> FitJob:
     """Fit a model to ``source`` and write every requested output atomically."""
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, n_clusters, outputs.probabilities)
-    frame, features = load_features(source, read, outputs.keep)
     fit_options = dict(fit_options)
     explicit_tau = fit_options.get("tau") is not None
     if outputs.probabilities and fit_options.get("mode", "hard") == "hard" and not explicit_tau:
         _probability_temperature("hard", None, None, None, explicit_tau=False)
     if not explicit_tau:
         fit_options["tau"] = engine.DEFAULT_TAU
+    streamed, memory_limit = _plan_streaming(source, scale)
+    if streamed or (scale.engine == "dask" and source != "-" and is_parquet_input(source)):
+        return _run_fit_batches(source, n_clusters, fit_options, read, outputs, init_path, on_iteration, scale,
+                                memory_limit, explicit_tau)
+
+    frame, features = load_features(source, read, outputs.keep)
     if init_path is not None:
         fit_options["init"] = read_init_centroids(init_path, features.feature_names, n_clusters, read)
-
-    with warnings.catch_warnings(record=True) as caught:
+    with _dask_client(scale) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = engine.fit(
             features.X,
@@ -134,6 +164,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
             sample_weight=features.sample_weight,
             dtype=read.dtype,
             copy_x=False,
+            client=client,
             on_iteration=on_iteration,
             **fit_options,
         )
@@ -149,17 +180,156 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
 
     labels = labels_table(frame, features, result.labels, outputs.keep, probabilities)
     _write_outputs(labels, model, source, outputs)
-    return FitJob(result, features, model, _unique_messages(caught))
+    return FitJob(result, features, model, _unique_messages(caught), features.n_dropped)
 
 
-def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions, tau: float | None):
-    """Apply a saved model to ``source`` and write the labels; returns (model, labels, inertia)."""
+def _run_fit_batches(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, outputs: OutputOptions,
+                     init_path: str | None, on_iteration, scale: ScaleOptions, memory_limit: int | None,
+                     explicit_tau: bool) -> FitJob:
+    """Fit Parquet input that is streamed from disk, or read by the Dask cluster, and write the outputs.
+
+    The labels are written batch by batch (partition by partition on Dask) after the
+    centroids and the model.
+    """
+    from softkm import streaming
+
+    data = streaming.ParquetInput.open(
+        source, columns=read.columns, exclude=read.exclude, weights=read.weights, missing=read.missing,
+        dtype=read.dtype, extra_columns=outputs.keep,
+    )
+    if init_path is not None:
+        fit_options["init"] = read_init_centroids(init_path, data.feature_names, n_clusters, read)
+    batch_rows = streaming.batch_rows_for(memory_limit, len(data.feature_names))
+
+    with _dask_client(scale) as client:
+        if client is None:
+            raw = streaming.ParquetStream(data, batch_rows)
+        else:
+            from softkm import dask_engine
+
+            raw = dask_engine.DaskParquetStream(client, data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = engine.fit_source(raw, n_clusters, dtype=read.dtype, on_iteration=on_iteration, **fit_options)
+        model = Model.from_result(result, data.feature_names, _statistics(result, fit_options))
+        temperature = None
+        if outputs.probabilities:
+            temperature = _probability_temperature(
+                result.mode, result.temperature, result.scale, fit_options["tau"], explicit_tau=explicit_tau
+            )
+        _write_model_files(model, source, outputs)
+        predictor = BatchPredictor(result.centroids, result.preprocessing, read.dtype, temperature)
+        if client is None:
+            streaming.write_labels(data, outputs.output, predictor, batch_rows=batch_rows, keep=outputs.keep,
+                                   n_clusters=n_clusters, probabilities=outputs.probabilities, force=outputs.force)
+        else:
+            raw.write_labels(outputs.output, predictor, keep=outputs.keep, n_clusters=n_clusters,
+                             probabilities=outputs.probabilities, force=outputs.force)
+    return FitJob(result, None, model, _unique_messages(caught), raw.n_dropped)
+
+
+@dataclass(frozen=True)
+class BatchPredictor:
+    """Labels, inertia and memberships of one batch of rows, with the arithmetic of ``engine.predict``.
+
+    Called on X (n_rows, n_features) in user units, it returns (labels (n_rows,), inertia,
+    memberships (n_rows, n_clusters) or None). ``temperature`` is absolute, or None for
+    no memberships. It holds only small arrays, so it can be shipped to Dask workers.
+    """
+
+    centroids: np.ndarray
+    preprocessing: object
+    dtype: str
+    temperature: float | None
+
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None]:
+        n_clusters = self.centroids.shape[0]
+        if X.shape[0] == 0:
+            memberships = None if self.temperature is None else np.empty((0, n_clusters))
+            return np.empty(0, dtype=np.int64), 0.0, memberships
+        labels, inertia = engine.predict(X, self.centroids, self.preprocessing, self.dtype)
+        memberships = None
+        if self.temperature is not None:
+            memberships = engine.predict_proba(X, self.centroids, self.preprocessing, self.dtype, self.temperature)
+        return labels, inertia, memberships
+
+
+def is_parquet_input(source: str) -> bool:
+    """Return whether ``source`` is a Parquet file, folder or glob (by the file's first bytes)."""
+    from softkm.streaming import is_dataset_path
+
+    if is_dataset_path(source):
+        return True
+    try:
+        with open(source, "rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def _plan_streaming(source: str, scale: ScaleOptions) -> tuple[bool, int | None]:
+    """Return (whether to stream the input, the memory limit in bytes or None).
+
+    A folder or glob is always streamed. ``--memory-limit`` streams a Parquet file, and
+    so does a Parquet file whose in-memory fit is estimated to exceed the available memory.
+    """
+    from softkm import streaming
+
+    limit = None if scale.memory_limit is None else streaming.parse_memory_size(scale.memory_limit)
+    if source == "-":
+        if limit is not None:
+            raise OptionError("--memory-limit streams Parquet files from disk; pass a file, folder or glob, not stdin")
+        return False, None
+    if streaming.is_dataset_path(source):
+        return True, limit
+    if limit is not None:
+        if os.path.exists(source) and not is_parquet_input(source):
+            raise OptionError(
+                f"--memory-limit streams Parquet input only, and '{source}' is not a Parquet file; "
+                "convert it to Parquet or leave out --memory-limit"
+            )
+        return True, limit
+    estimate = streaming.estimated_memory_bytes(source)
+    available = streaming.available_memory_bytes()
+    if estimate is not None and available is not None and estimate > available:
+        return True, available // 2
+    return False, None
+
+
+@contextlib.contextmanager
+def _dask_client(scale: ScaleOptions):
+    """Yield a ``dask.distributed.Client`` for ``--engine dask``, else None.
+
+    Without a scheduler address the client starts a local cluster and closes it at the end.
+    """
+    if scale.engine != "dask":
+        if scale.scheduler is not None:
+            raise OptionError("--scheduler applies to --engine dask only; add --engine dask or drop --scheduler")
+        yield None
+        return
+    from softkm import dask_engine
+
+    with dask_engine.connect(scale.scheduler) as client:
+        yield client
+
+
+def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions, tau: float | None,
+               scale: ScaleOptions = ScaleOptions()):
+    """Apply a saved model to ``source`` and write the labels.
+
+    Returns (model, rows assigned, rows dropped, inertia in squared user units).
+    """
     model = Model.load(model_path)
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, model.n_clusters, outputs.probabilities)
     temperature = None
     if outputs.probabilities:
         temperature = _probability_temperature(model.mode, model.temperature, model.scale, tau, explicit_tau=tau is not None)
+    predictor = BatchPredictor(model.centroids, model.preprocessing, model.dtype, temperature)
+    streamed, memory_limit = _plan_streaming(source, scale)
+    if streamed or (scale.engine == "dask" and source != "-" and is_parquet_input(source)):
+        return (model, *_assign_batches(model, source, read, outputs, predictor, scale, memory_limit))
+
     frame = read_table(source, delimiter=read.delimiter, decimal=read.decimal, header=read.header)
     _check_keep_columns(frame, outputs.keep, source)
     missing = [name for name in model.feature_names if name not in frame.columns]
@@ -169,13 +339,38 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
             f"the model needs {', '.join(model.feature_names)}"
         )
     features = extract_features(frame, columns=model.feature_names, missing=read.missing, dtype=model.dtype)
-    labels, inertia = engine.predict(features.X, model.centroids, model.preprocessing, model.dtype)
-    probabilities = None
-    if temperature is not None:
-        probabilities = engine.predict_proba(features.X, model.centroids, model.preprocessing, model.dtype, temperature)
+    with _dask_client(scale) as client:
+        if client is None:
+            labels, inertia, probabilities = predictor(features.X)
+        else:
+            from softkm import dask_engine
+
+            labels, inertia, probabilities = dask_engine.predict_array(client, predictor, features.X)
     table = labels_table(frame, features, labels, outputs.keep, probabilities)
     write_table(table, outputs.output, force=outputs.force, input_path=None if source == "-" else source)
-    return model, features, inertia
+    return model, features.X.shape[0], features.n_dropped, inertia
+
+
+def _assign_batches(model: Model, source: str, read: ReadOptions, outputs: OutputOptions, predictor: "BatchPredictor",
+                    scale: ScaleOptions, memory_limit: int | None) -> tuple[int, int, float]:
+    """Assign Parquet input batch by batch (or partition by partition on Dask); returns the row counts and inertia."""
+    from softkm import streaming
+
+    data = streaming.ParquetInput.open(
+        source, columns=model.feature_names, missing=read.missing, dtype=model.dtype, extra_columns=outputs.keep,
+    )
+    with _dask_client(scale) as client:
+        if client is None:
+            batch_rows = streaming.batch_rows_for(memory_limit, len(data.feature_names))
+            return streaming.write_labels(data, outputs.output, predictor, batch_rows=batch_rows, keep=outputs.keep,
+                                          n_clusters=model.n_clusters, probabilities=outputs.probabilities,
+                                          force=outputs.force)
+        from softkm import dask_engine
+
+        return dask_engine.DaskParquetStream(client, data).write_labels(
+            outputs.output, predictor, keep=outputs.keep, n_clusters=model.n_clusters,
+            probabilities=outputs.probabilities, force=outputs.force,
+        )
 
 
 def labels_table(frame, features: FeatureData, labels: np.ndarray, keep: list[str], probabilities=None):
@@ -215,6 +410,12 @@ def centroids_table(model: Model):
 
 def _write_outputs(labels, model: Model, source: str, outputs: OutputOptions) -> None:
     """Write the files first and stdout last, so a failed file write leaves stdout empty."""
+    _write_model_files(model, source, outputs)
+    write_table(labels, outputs.output, force=outputs.force, input_path=None if source == "-" else source)
+
+
+def _write_model_files(model: Model, source: str, outputs: OutputOptions) -> None:
+    """Write the centroids table and the model file, where requested."""
     input_path = None if source == "-" else source
     if outputs.centroids:
         write_table(centroids_table(model), outputs.centroids, force=outputs.force, input_path=input_path)
@@ -222,7 +423,6 @@ def _write_outputs(labels, model: Model, source: str, outputs: OutputOptions) ->
         with atomic_output(outputs.model, force=outputs.force, input_path=input_path) as temporary:
             with open(temporary, "w", encoding="utf-8") as handle:
                 handle.write(model.to_json())
-    write_table(labels, outputs.output, force=outputs.force, input_path=input_path)
 
 
 def _probability_temperature(mode: str, temperature: float | None, scale: float | None, tau: float | None,
