@@ -259,6 +259,8 @@ def compare(
     decimal: DecimalOpt = None,
     no_header: NoHeaderOpt = False,
     force: ForceOpt = False,
+    engine: EngineOpt = Engine.local,
+    scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -285,8 +287,9 @@ def compare(
             from softkm import plotting
 
             plotting.check_plot_output(plot, force=force, input_path=input_path)
-        with _print_warnings(quiet):
-            result = comparison.run_compare(input, n_clusters, settings, read, truth)
+        scale = workflow.ScaleOptions(engine.value, scheduler)
+        with _print_warnings(quiet), workflow.dask_client(scale) as client:
+            result = comparison.run_compare(input, n_clusters, settings, read, truth, client=client)
         if plot is not None:
             plotting.write_comparison_plot(result, plot, force=force, input_path=input_path)
         report.print_comparison(result, output_format or ("table" if sys.stdout.isatty() else "csv"))

@@ -222,11 +222,14 @@ class ParquetInput:
             path = self.files[file_index]
             first_row = offsets[position]
             for batch in _iter_row_group(path, group, columns, batch_rows):
-                yield self._check_batch(pa.Table.from_batches([batch]), first_row, extra_columns)
+                yield self.check_batch(pa.Table.from_batches([batch]), first_row, extra_columns)
                 first_row += batch.num_rows
 
-    def _check_batch(self, table: pa.Table, first_row: int, extra_columns: list[str]) -> RawBatch:
-        """Return the features of one batch, raising InputError on values the fit cannot use."""
+    def check_batch(self, table: pa.Table, first_row: int, extra_columns: list[str]) -> RawBatch:
+        """Return the features of a batch whose first row is input row ``first_row`` (0-based).
+
+        Raises InputError on values the fit cannot use.
+        """
         n_rows = table.num_rows
         X = np.empty((n_rows, len(self.feature_names)), dtype=np.float64)
         for position, name in enumerate(self.feature_names):
@@ -475,14 +478,14 @@ def write_labels(
     with LabelsWriter(destination, force=force, input_path=data.source) as writer:
         for batch in data.batches(batch_rows, extra_columns=keep):
             labels, batch_inertia, memberships = predict_batch(batch.X)
-            writer.write(_labels_table(batch, labels, memberships, n_clusters, probabilities))
+            writer.write(labels_batch_table(batch, labels, memberships, n_clusters, probabilities))
             n_assigned += len(labels)
             n_dropped += batch.n_rows - len(labels)
             inertia += batch_inertia
     return n_assigned, n_dropped, inertia
 
 
-def _labels_table(batch: RawBatch, labels: np.ndarray, memberships, n_clusters: int, probabilities: bool) -> pa.Table:
+def labels_batch_table(batch: RawBatch, labels: np.ndarray, memberships, n_clusters: int, probabilities: bool) -> pa.Table:
     """Build one batch of the labels output: the kept columns, ``cluster`` and ``p_0 .. p_{k-1}``."""
     table = batch.table
     mask = None if batch.valid is None else ~batch.valid

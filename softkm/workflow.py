@@ -156,7 +156,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
     frame, features = load_features(source, read, outputs.keep)
     if init_path is not None:
         fit_options["init"] = read_init_centroids(init_path, features.feature_names, n_clusters, read)
-    with _dask_client(scale) as client, warnings.catch_warnings(record=True) as caught:
+    with dask_client(scale) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = engine.fit(
             features.X,
@@ -201,7 +201,7 @@ def _run_fit_batches(source: str, n_clusters: int, fit_options: dict, read: Read
         fit_options["init"] = read_init_centroids(init_path, data.feature_names, n_clusters, read)
     batch_rows = streaming.batch_rows_for(memory_limit, len(data.feature_names))
 
-    with _dask_client(scale) as client:
+    with dask_client(scale) as client:
         if client is None:
             raw = streaming.ParquetStream(data, batch_rows)
         else:
@@ -297,7 +297,7 @@ def _plan_streaming(source: str, scale: ScaleOptions) -> tuple[bool, int | None]
 
 
 @contextlib.contextmanager
-def _dask_client(scale: ScaleOptions):
+def dask_client(scale: ScaleOptions):
     """Yield a ``dask.distributed.Client`` for ``--engine dask``, else None.
 
     Without a scheduler address the client starts a local cluster and closes it at the end.
@@ -339,7 +339,7 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
             f"the model needs {', '.join(model.feature_names)}"
         )
     features = extract_features(frame, columns=model.feature_names, missing=read.missing, dtype=model.dtype)
-    with _dask_client(scale) as client:
+    with dask_client(scale) as client:
         if client is None:
             labels, inertia, probabilities = predictor(features.X)
         else:
@@ -359,7 +359,7 @@ def _assign_batches(model: Model, source: str, read: ReadOptions, outputs: Outpu
     data = streaming.ParquetInput.open(
         source, columns=model.feature_names, missing=read.missing, dtype=model.dtype, extra_columns=outputs.keep,
     )
-    with _dask_client(scale) as client:
+    with dask_client(scale) as client:
         if client is None:
             batch_rows = streaming.batch_rows_for(memory_limit, len(data.feature_names))
             return streaming.write_labels(data, outputs.output, predictor, batch_rows=batch_rows, keep=outputs.keep,
