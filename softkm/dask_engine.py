@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData
-from softkm.errors import EngineError, OptionError
+from softkm.errors import EngineError, InputError, OptionError
 from softkm.kernels import ChunkStats, chunk_rows
 from softkm.preprocessing import DataMoments, MomentSums, Preprocessing
 
@@ -251,9 +251,12 @@ class DaskParquetStream:
         n_samples = sum(summary["n_valid"] for summary in summaries)
         self.n_dropped = sum(summary["n_rows"] - summary["n_valid"] for summary in summaries)
         if n_samples == 0:
-            raise EngineError(f"every row of '{self.input.source}' was dropped for missing values; nothing to cluster")
+            raise InputError(
+                f"all {self.input.n_rows} rows of '{self.input.source}' have missing or infinite values, "
+                "so none is left after --missing drop; check the feature columns with --columns"
+            )
         if weighted.weight <= 0:
-            raise EngineError(f"all weights in column '{self.input.weights}' are 0; at least one row needs a positive weight")
+            raise InputError(f"all weights in column '{self.input.weights}' are 0; at least one row needs a positive weight")
         smallest = min(summary["min_positive_weight"] for summary in summaries)
         self.n_samples = n_samples
         self._total_weight = weighted.weight
