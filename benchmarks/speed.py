@@ -191,16 +191,25 @@ pd.DataFrame({"cluster": model.labels_}).to_parquet(output)
 """
 
 
+# Linux carries a process's peak RSS across exec, and a child started by vfork or
+# posix_spawn inherits the parent's. The benchmark process holds large arrays, so the
+# commands are started from this small launcher, whose own peak is a few MB.
+LAUNCHER = """\
+import os, subprocess, sys, time
+began = time.perf_counter()
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(process.pid, 0)
+print(time.perf_counter() - began, os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
 def _run_measured(command: list[str]) -> tuple[float, int]:
-    """Run a command and return (wall seconds, peak resident bytes of that child)."""
-    began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - began
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"benchmark command failed with exit code {process.returncode}: {' '.join(command)}")
-    return seconds, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+    """Run a command and return (wall seconds, peak resident bytes of that command)."""
+    output = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True, check=True)
+    seconds, exit_code, peak = output.stdout.split()
+    if int(exit_code) != 0:
+        raise SystemExit(f"benchmark command failed with exit code {exit_code}: {' '.join(command)}")
+    return float(seconds), int(peak)
 
 
 def time_help(repeat: int) -> Timing:

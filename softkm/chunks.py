@@ -1,24 +1,40 @@
-"""Data split into row chunks, with the reductions the engine runs over them.
+"""Data split into row chunks, and the data-source protocol the fitting loops use.
 
-``ChunkedData`` is the only thing the fitting loops know about the data: they hand
-it a per-chunk kernel and get back the statistics summed over all chunks. An
-out-of-core or distributed source only has to provide the same two methods.
+The fitting loops never touch a data matrix directly. They hand a ``DataSource`` a
+per-chunk kernel and get back the statistics summed over all chunks (``reduce``), or
+the kernel's result for every chunk in row order (``map``). ``ChunkedData`` is the
+in-memory source. ``softkm.streaming`` streams Parquet batches from disk and
+``softkm.dask_engine`` runs the kernels on the partitions of a Dask cluster; both
+implement the same protocol, so one fitting loop serves all three.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-from softkm.kernels import ChunkStats, chunk_rows, chunk_slices, row_norms_squared
+from softkm.kernels import (
+    ChunkStats,
+    assign_chunk,
+    chunk_rows,
+    chunk_slices,
+    row_norms_squared,
+)
 from softkm.parallel import parallel_map
+
+Result = TypeVar("Result")
 
 
 @dataclass
 class Chunk:
-    """One block of rows: X (n_rows, n_features), ``|x|^2`` (n_rows,), weights or None."""
+    """One block of rows: X (n_rows, n_features), ``|x|^2`` (n_rows,), weights or None.
+
+    ``rows`` is the block's position among all rows of its source, and ``index`` its
+    position among the source's chunks.
+    """
 
     index: int
     rows: slice
@@ -27,9 +43,33 @@ class Chunk:
     sample_weight: np.ndarray | None
 
 
+class DataSource(Protocol):
+    """Working-unit data that the fitting loops reach only through kernels.
+
+    ``reduce`` must add the chunk statistics in row order, whatever runs the kernels,
+    so that a result does not depend on scheduling. ``take`` returns the rows at sorted
+    indices in memory (for initialisation samples), and ``minibatches`` an endless
+    stream of seeded mini-batches of about ``batch_size`` rows.
+    """
+
+    n_samples: int
+    n_features: int
+    dtype: np.dtype
+    total_weight: float
+    min_positive_weight: float
+
+    def reduce(self, kernel: Callable[[Chunk], ChunkStats], n_clusters: int) -> ChunkStats: ...
+
+    def map(self, function: Callable[[Chunk], Result]) -> Iterator[Result]: ...
+
+    def take(self, rows: np.ndarray) -> "ChunkedData": ...
+
+    def minibatches(self, batch_size: int, rng: np.random.Generator) -> Iterator["DataSource"]: ...
+
+
 @dataclass
 class ChunkedData:
-    """Working-unit data X (n_samples, n_features) with cached row norms and weights."""
+    """Working-unit data X (n_samples, n_features) in memory, with cached row norms and weights."""
 
     X: np.ndarray
     sample_weight: np.ndarray | None
@@ -58,6 +98,18 @@ class ChunkedData:
     def n_features(self) -> int:
         return self.X.shape[1]
 
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    @property
+    def min_positive_weight(self) -> float:
+        """The smallest positive sample weight, 1.0 without weights (or without a positive one)."""
+        if self.sample_weight is None:
+            return 1.0
+        positive = self.sample_weight[self.sample_weight > 0]
+        return float(positive.min()) if positive.size else 1.0
+
     def chunks(self) -> Iterator[Chunk]:
         """Yield the chunks in row order."""
         for index, rows in enumerate(chunk_slices(self.n_samples, self.rows_per_chunk)):
@@ -77,7 +129,88 @@ class ChunkedData:
             total.add(stats)
         return total
 
+    def map(self, function: Callable[[Chunk], Result]) -> Iterator[Result]:
+        """Yield ``function(chunk)`` for every chunk, in row order, run on the thread pool."""
+        yield from parallel_map(function, self.chunks())
+
     def subset(self, indices: np.ndarray) -> "ChunkedData":
         """Return the rows at ``indices`` (a mini-batch) as a new ``ChunkedData``."""
         weights = None if self.sample_weight is None else self.sample_weight[indices]
         return ChunkedData(self.X[indices], weights, self.rows_per_chunk)
+
+    def take(self, rows: np.ndarray) -> "ChunkedData":
+        """Return the rows at sorted indices ``rows``; all rows are returned as they are."""
+        if len(rows) == self.n_samples:
+            return self
+        return self.subset(rows)
+
+    def minibatches(self, batch_size: int, rng: np.random.Generator) -> Iterator["ChunkedData"]:
+        """Yield mini-batches of ``batch_size`` distinct rows drawn uniformly, in row order.
+
+        Each batch is drawn when it is requested, so the draws interleave with the
+        caller's other uses of ``rng`` in a fixed order.
+        """
+        while True:
+            yield self.subset(np.sort(rng.choice(self.n_samples, size=batch_size, replace=False)))
+
+
+@dataclass
+class FarthestPoints:
+    """The rows farthest from their nearest centroid, farthest first (ties: lowest row).
+
+    ``points`` (count, n_features) are float64 working units, ``labels`` the nearest
+    centroid of each and ``distances`` the squared distance to it, in the data dtype's
+    precision. ``max_squared_norm`` is the largest ``|x|^2`` of the whole data.
+    """
+
+    rows: np.ndarray
+    points: np.ndarray
+    weights: np.ndarray
+    labels: np.ndarray
+    distances: np.ndarray
+    max_squared_norm: float
+
+
+def farthest_points(data: DataSource, centroids: np.ndarray, count: int) -> FarthestPoints:
+    """Find the ``count`` rows farthest from their nearest centroid, as one pass over ``data``.
+
+    Each chunk returns its own ``count`` farthest rows and the candidates are merged on
+    the caller's side, so only ``count`` rows per chunk leave the source.
+    """
+    working = centroids.astype(data.dtype)
+    c_squared_norms = row_norms_squared(working)
+
+    def candidates(chunk: Chunk) -> FarthestPoints:
+        labels, nearest = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+        distances = nearest.astype(np.float64)
+        order = np.argsort(-distances, kind="stable")[:count]
+        weights = np.ones(len(order)) if chunk.sample_weight is None else chunk.sample_weight[order]
+        return FarthestPoints(
+            chunk.rows.start + order, chunk.X[order].astype(np.float64), weights.astype(np.float64),
+            labels[order], distances[order], float(chunk.x_squared_norms.max(initial=0.0)),
+        )
+
+    found = list(data.map(candidates))
+    rows = np.concatenate([item.rows for item in found])
+    distances = np.concatenate([item.distances for item in found])
+    # Farthest first; among equal distances the lowest row wins, as in a stable sort of all rows.
+    order = np.lexsort((rows, -distances))[:count]
+    return FarthestPoints(
+        rows[order],
+        np.concatenate([item.points for item in found])[order],
+        np.concatenate([item.weights for item in found])[order],
+        np.concatenate([item.labels for item in found])[order],
+        distances[order],
+        max(item.max_squared_norm for item in found),
+    )
+
+
+def draw_sample(data: DataSource, size: int, rng: np.random.Generator) -> ChunkedData:
+    """Return a seeded uniform sample of ``size`` distinct rows in row order, or all rows.
+
+    With ``size >= n_samples`` every row is returned and ``rng`` is not used, so every
+    source of the same rows gives the same sample.
+    """
+    if size >= data.n_samples:
+        return data.take(np.arange(data.n_samples))
+    return data.take(np.sort(rng.choice(data.n_samples, size=size, replace=False)))

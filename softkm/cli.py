@@ -100,6 +100,11 @@ class Missing(str, Enum):
     drop = "drop"
 
 
+class Engine(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
 class Optimizer(str, Enum):
     adam = "adam"
     gd = "gd"
@@ -122,7 +127,11 @@ def _split_names(value: Optional[str]) -> Optional[list[str]]:
 
 
 # Options shared by several commands, declared once so they mean the same everywhere.
-InputArg = Annotated[str, typer.Argument(help="Input table: a CSV, TSV, gzip CSV or Parquet file, or - for stdin.")]
+InputArg = Annotated[
+    str,
+    typer.Argument(help="Input table: a CSV, TSV, gzip CSV or Parquet file, a folder of Parquet files or a quoted "
+                   "glob such as 'data/*.parquet' (both streamed from disk), or - for stdin."),
+]
 ClustersOpt = Annotated[int, typer.Option("-k", "--n-clusters", min=1, help="Number of clusters.")]
 ModeOpt = Annotated[Mode, typer.Option("--mode", help="Assignment mode: hard (Lloyd), soft (softmax) or gumbel (Gumbel-softmax).")]
 TauOpt = Annotated[
@@ -152,6 +161,21 @@ ProbabilitiesOpt = Annotated[bool, typer.Option("--probabilities", help="Add mem
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print no summary, progress or warnings.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback for errors (also SOFTKM_DEBUG=1).")]
+EngineOpt = Annotated[
+    Engine,
+    typer.Option("--engine", help="local: this process. dask: the passes run on a dask.distributed cluster "
+                 "(needs pip install 'softkm\\[dask]')."),
+]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="Address of a running Dask scheduler, such as tcp://10.0.0.5:8786, for --engine "
+                 "dask. \\[default: start a local cluster on 127.0.0.1 and close it at the end]"),
+]
+MemoryLimitOpt = Annotated[
+    Optional[str],
+    typer.Option("--memory-limit", help="Stream Parquet input from disk in batches sized for this much memory, such "
+                 "as 2GB or 512MiB. \\[default: stream folders, globs and Parquet files larger than the available memory]"),
+]
 
 
 @app.command()
@@ -178,6 +202,7 @@ def fit(
     ] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Rows per mini-batch gradient step (soft and gumbel; default: all rows).")] = None,
     init: Annotated[str, typer.Option("--init", help="k-means++, random, or a CSV/Parquet file of starting centroids with the feature columns.")] = "k-means++",
+    init_sample: Annotated[int, typer.Option("--init-sample", min=1, help="k-means++ and random starts use a seeded uniform sample of this many rows (all rows when there are fewer).")] = 100_000,
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="Number of restarts; the best is kept (inertia, or the soft objective in soft mode).")] = 1,
     max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Maximum iterations per restart.")] = 300,
     tol: Annotated[float, typer.Option("--tol", min=0.0, help="Hard: total squared centroid shift relative to the mean feature variance. Soft: relative objective change and step relative to sqrt(s).")] = 1e-4,
@@ -197,6 +222,9 @@ def fit(
     model: Annotated[Optional[str], typer.Option("--model", help="Write the JSON model here, for softkm assign.")] = None,
     probabilities: ProbabilitiesOpt = False,
     force: ForceOpt = False,
+    engine: EngineOpt = Engine.local,
+    scheduler: SchedulerOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -212,11 +240,12 @@ def fit(
             mode=mode.value, init="k-means++" if init_is_file else init, n_init=n_init, max_iter=max_iter, tol=tol,
             seed=seed, tau=tau, tau_start=tau_start, anneal_rate=anneal_rate, optimizer=optimizer.value,
             learning_rate=learning_rate, straight_through=straight_through, batch_size=batch_size,
-            standardize=standardize,
+            standardize=standardize, init_sample=init_sample,
         )
+        scale = workflow.ScaleOptions(engine.value, scheduler, memory_limit)
         with _print_warnings(quiet), report.progress(total=max_iter * n_init, enabled=not quiet) as on_iteration:
             job = workflow.run_fit(input, n_clusters, fit_options, read, outputs,
-                                   init_path=init if init_is_file else None, on_iteration=on_iteration)
+                                   init_path=init if init_is_file else None, on_iteration=on_iteration, scale=scale)
         if not quiet:
             report.print_fit_summary(job)
 
@@ -234,6 +263,9 @@ def assign(
     decimal: DecimalOpt = None,
     no_header: NoHeaderOpt = False,
     force: ForceOpt = False,
+    engine: EngineOpt = Engine.local,
+    scheduler: SchedulerOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -243,8 +275,9 @@ def assign(
 
         read = workflow.ReadOptions(delimiter, decimal, not no_header, missing=missing.value)
         outputs = workflow.OutputOptions(output, keep=_split_names(keep) or [], probabilities=probabilities, force=force)
+        scale = workflow.ScaleOptions(engine.value, scheduler, memory_limit)
         with _print_warnings(quiet):
-            job = workflow.run_assign(model, input, read, outputs, tau)
+            job = workflow.run_assign(model, input, read, outputs, tau, scale)
         if not quiet:
             report.print_assign_summary(job)
 
@@ -280,6 +313,8 @@ def compare(
     decimal: DecimalOpt = None,
     no_header: NoHeaderOpt = False,
     force: ForceOpt = False,
+    engine: EngineOpt = Engine.local,
+    scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -306,8 +341,9 @@ def compare(
             from softkm import plotting
 
             plotting.check_plot_output(plot, force=force, input_path=input_path)
-        with _print_warnings(quiet):
-            result = comparison.run_compare(input, n_clusters, settings, read, truth)
+        scale = workflow.ScaleOptions(engine.value, scheduler)
+        with _print_warnings(quiet), workflow.dask_client(scale) as client:
+            result = comparison.run_compare(input, n_clusters, settings, read, truth, client=client)
         if plot is not None:
             plotting.write_comparison_plot(result, plot, force=force, input_path=input_path)
         report.print_comparison(result, output_format or ("table" if sys.stdout.isatty() else "csv"))

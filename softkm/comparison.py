@@ -177,11 +177,13 @@ def parse_taus(text: str) -> tuple[float, ...]:
     return tuple(dict.fromkeys(taus))
 
 
-def run_compare(source: str, n_clusters: int, settings: CompareSettings, read, truth_column: str | None = None):
+def run_compare(source: str, n_clusters: int, settings: CompareSettings, read, truth_column: str | None = None,
+                client=None):
     """Read ``source`` and return the ``Comparison`` of the modes on it.
 
     ``read`` is a ``softkm.workflow.ReadOptions``. The truth column, when given, is left
-    out of the features and its values become the true labels of the kept rows.
+    out of the features and its values become the true labels of the kept rows. With a
+    ``dask.distributed.Client`` the fits run on its cluster.
     """
     frame = read_table(source, delimiter=read.delimiter, decimal=read.decimal, header=read.header)
     exclude = list(read.exclude or [])
@@ -198,7 +200,8 @@ def run_compare(source: str, n_clusters: int, settings: CompareSettings, read, t
     if truth_column is not None:
         truth = _truth_labels(frame, truth_column, features)
 
-    comparison = compare(features.X, n_clusters, settings, features.sample_weight, truth, features.feature_names)
+    comparison = compare(features.X, n_clusters, settings, features.sample_weight, truth, features.feature_names,
+                         client=client)
     comparison.parameters = {
         "input": source,
         **comparison.parameters,
@@ -216,6 +219,7 @@ def compare(
     sample_weight: np.ndarray | None = None,
     truth: np.ndarray | None = None,
     feature_names: list[str] | None = None,
+    client=None,
 ) -> Comparison:
     """Fit X (n_samples, n_features) in every mode of ``settings`` and measure each fit.
 
@@ -233,7 +237,7 @@ def compare(
     rows = []
     for mode in settings.modes:
         for tau in ((None,) if mode == "hard" else settings.taus):
-            result, runtimes = _fit_repeatedly(X, n_clusters, mode, tau, settings, sample_weight)
+            result, runtimes = _fit_repeatedly(X, n_clusters, mode, tau, settings, sample_weight, client)
             rows.append(CompareRow(mode, tau, result, runtimes, {}))
 
     reference = next((row.result.labels for row in rows if row.mode == "hard"), None)
@@ -320,11 +324,11 @@ def scatter_view(comparison: Comparison, max_points: int = 20_000, seed: int = 0
     return ScatterView(centred @ components.T, point_index, projected, ("PC1", "PC2"), explained)
 
 
-def _fit_repeatedly(X, n_clusters, mode, tau, settings, sample_weight) -> tuple[engine.FitResult, list[float]]:
+def _fit_repeatedly(X, n_clusters, mode, tau, settings, sample_weight, client) -> tuple[engine.FitResult, list[float]]:
     """Fit ``repeat`` times and return the first result and the runtime of every repeat."""
     options = dict(
         mode=mode, n_init=settings.n_init, max_iter=settings.max_iter, tol=settings.tol, seed=settings.seed,
-        standardize=settings.standardize, dtype=settings.dtype, sample_weight=sample_weight,
+        standardize=settings.standardize, dtype=settings.dtype, sample_weight=sample_weight, client=client,
     )
     if tau is not None:
         options["tau"] = tau

@@ -1,9 +1,11 @@
 """The fitting engine: validation, preprocessing, restarts and the final assignment.
 
-``fit`` is the library's entry point. It validates its arguments once, maps the data
-to working units (``softkm.preprocessing``), runs ``n_init`` restarts of the chosen
-mode, keeps the best, and ends with an assignment step so that the returned labels
-always belong to the returned centroids. ``predict`` repeats that last step for new
+``fit`` is the library's entry point for data in memory, and ``fit_source`` for data
+that is streamed from disk or spread over a cluster (a ``RawSource``). Both validate
+their arguments once, map the data to working units (``softkm.preprocessing``), run
+``n_init`` restarts of the chosen mode on a ``softkm.chunks.DataSource``, keep the
+best, and end with an assignment step so that the labels always belong to the
+returned centroids. ``predict`` repeats that last step for new
 data with the same arithmetic, so that predicting the training data reproduces the
 labels of the fit bit for bit.
 
@@ -18,18 +20,29 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from softkm.chunks import Chunk, ChunkedData
+from softkm.chunks import Chunk, ChunkedData, DataSource, draw_sample
 from softkm.errors import ConvergenceWarning, DegenerateDataWarning, OptionError
 from softkm.initialization import kmeans_plusplus, random_points
-from softkm.kernels import ChunkStats, assign_chunk, responsibilities_chunk, row_norms_squared
+from softkm.kernels import (
+    ChunkStats,
+    assign_chunk,
+    responsibilities_chunk,
+    row_norms_squared,
+)
 from softkm.hamerly import hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
 from softkm.optim import OPTIMIZERS
-from softkm.preprocessing import Preprocessing, weighted_moments
-from softkm.relaxed import RelaxedSettings, gradient_descent, relaxed_pass, within_cluster_scale
+from softkm.preprocessing import DataMoments, Preprocessing, weighted_moments
+from softkm.relaxed import (
+    RelaxedSettings,
+    gradient_descent,
+    relaxed_pass,
+    within_cluster_scale,
+)
 
 MODES = ("hard", "soft", "gumbel")
 ALGORITHMS = ("hamerly", "lloyd")
@@ -41,12 +54,34 @@ DEFAULT_GUMBEL_TAU_START = 1.0
 DEFAULT_ANNEAL_RATE = 0.02
 DEFAULT_LEARNING_RATE = {"adam": 0.05, "gd": 0.5, "scaled-gd": 1.0}
 
+# k-means++ and random starts run on a seeded uniform sample of this many rows. In a
+# sample of 1e5 rows a cluster with 1% of the weight has about 1000 points, and
+# k-means++ on it costs O(1e5 * n_clusters * n_features * (2 + ln k)) whatever n_samples is.
+DEFAULT_INIT_SAMPLE = 100_000
+
+
+class RawSource(Protocol):
+    """Input data in the user's units that can be read in several passes.
+
+    ``moments`` reads the data once for the preprocessing, and ``working`` returns the
+    same rows mapped to working units as a ``DataSource``.
+    """
+
+    n_samples: int
+    n_features: int
+
+    def moments(self, dtype: str) -> DataMoments: ...
+
+    def working(self, preprocessing: Preprocessing, dtype: str, n_clusters: int,
+                chunk_size: int | None) -> DataSource: ...
+
 
 @dataclass
 class FitResult:
     """The outcome of ``fit``: the best restart, in the user's units.
 
-    ``centroids`` is (n_clusters, n_features) float64 and ``labels`` (n_samples,) int64.
+    ``centroids`` is (n_clusters, n_features) float64 and ``labels`` (n_samples,) int64,
+    or None from ``fit_source``.
     ``inertia`` is the weighted sum of squared distances to the nearest centroid and
     ``objective`` the mode's own objective per unit weight (the relaxed objective for
     soft and gumbel, inertia / total weight for hard), both in squared user units
@@ -59,7 +94,7 @@ class FitResult:
     """
 
     centroids: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     inertia: float
     objective: float
     n_iter: int
@@ -101,7 +136,9 @@ def fit(
     standardize: bool = False,
     dtype: str = "float64",
     chunk_size: int | None = None,
+    init_sample: int = DEFAULT_INIT_SAMPLE,
     copy_x: bool = True,
+    client=None,
     algorithm: str = "hamerly",
     on_iteration: Callable[[int, IterationRecord], None] | None = None,
 ) -> FitResult:
@@ -111,12 +148,18 @@ def fit(
     (n_clusters, n_features) for every restart or (n_init, n_clusters, n_features).
     In hard mode ``tol`` bounds the total squared centroid shift relative to the mean
     feature variance, as in scikit-learn. In soft mode it bounds both the relative
-    change of the objective and the largest step relative to sqrt(s).
+    change of the objective and the largest step relative to sqrt(s). k-means++ and
+    random starts are drawn from a seeded uniform sample of ``init_sample`` rows (all
+    rows when there are fewer).
 
-    ``algorithm`` picks how hard mode runs its Lloyd iterations: 'hamerly' (the
-    default) skips the points that triangle-inequality bounds prove cannot change
-    cluster, at the cost of two bounds per point, and 'lloyd' recomputes every
-    distance. Both give the same labels and the same centroids up to rounding.
+    With a ``dask.distributed.Client`` as ``client`` the working-unit data is scattered
+    to the cluster's workers and every pass runs there (``softkm.dask_engine``).
+
+    ``algorithm`` picks how hard mode runs its Lloyd iterations on in-memory data:
+    'hamerly' (the default) skips the points that triangle-inequality bounds prove
+    cannot change cluster, at the cost of two bounds per point, and 'lloyd' recomputes
+    every distance. Both give the same labels and the same centroids up to rounding.
+    The Dask engine always runs 'lloyd'.
 
     ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X
     already has ``dtype``. That saves a copy of the data, but X no longer holds the
@@ -129,20 +172,112 @@ def fit(
     X = _check_data(X, dtype)
     sample_weight = _check_sample_weight(sample_weight, X.shape[0])
     settings = _check_options(
-        X, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
-        optimizer, learning_rate, straight_through, batch_size, chunk_size,
+        X.shape[0], n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
+        optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
     )
     init_centroids = _check_init(init, n_clusters, X.shape[1], n_init)
     if algorithm not in ALGORITHMS:
         raise OptionError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    if init_centroids is not None:
-        n_init = init_centroids.shape[0]
 
     preprocessing = Preprocessing.fit(X, sample_weight, standardize)
     working = preprocessing.transform(X, np.dtype(dtype), out=None if copy_x else X)
     data = ChunkedData.build(working, sample_weight, n_clusters, chunk_size)
-    tol_shift = tol * float(np.mean(weighted_moments(working, None)[1] ** 2))
+    # tol 0 (run to max_iter or to unchanged labels) needs no variance, which saves a pass.
+    tol_shift = tol * float(np.mean(weighted_moments(working, None)[1] ** 2)) if tol > 0 else 0.0
+    in_memory = data
+    if client is not None:
+        from softkm import dask_engine
 
+        data = dask_engine.DaskSource.scatter(client, data)
+        algorithm = "lloyd"
+
+    best_restart, run, scale, restart_scores = _run_restarts(
+        data, preprocessing, n_clusters, mode, settings, init, init_centroids, n_init, seed, tol_shift,
+        init_sample, on_iteration, algorithm,
+    )
+    result = _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
+                     restart_scores, started, with_labels=True)
+    _warn_if_few_distinct(in_memory, result.labels, n_clusters)
+    return result
+
+
+def fit_source(
+    source: RawSource,
+    n_clusters: int,
+    *,
+    mode: str = "hard",
+    init: str | np.ndarray = "k-means++",
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    seed: int = 0,
+    tau: float = DEFAULT_TAU,
+    tau_start: float | None = None,
+    anneal_rate: float = DEFAULT_ANNEAL_RATE,
+    optimizer: str = "adam",
+    learning_rate: float | None = None,
+    straight_through: bool = False,
+    batch_size: int | None = None,
+    standardize: bool = False,
+    dtype: str = "float64",
+    chunk_size: int | None = None,
+    init_sample: int = DEFAULT_INIT_SAMPLE,
+    on_iteration: Callable[[int, IterationRecord], None] | None = None,
+) -> FitResult:
+    """Cluster the rows of ``source`` without holding them in memory on this process.
+
+    The options mean what they mean for ``fit``; the data's sample weights, if any,
+    come with the source. The result has no labels (``labels`` is None), because they
+    would take n_samples entries: write them with a pass of the source's own. The
+    preprocessing comes from one pass over the data, the fit from one or two passes per
+    iteration, and the initial centroids from a sample of ``init_sample`` rows.
+
+    Raises ``OptionError`` for invalid options, and what the source raises for invalid data.
+    """
+    started = time.perf_counter()
+    if dtype not in DTYPES:
+        raise OptionError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    settings = _check_options(
+        source.n_samples, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
+        optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
+    )
+    init_centroids = _check_init(init, n_clusters, source.n_features, n_init)
+
+    moments = source.moments(dtype)
+    if n_clusters > moments.n_samples:
+        raise OptionError(
+            f"n_clusters={n_clusters} is larger than the number of usable rows ({moments.n_samples}); lower -k"
+        )
+    preprocessing = Preprocessing.from_moments(moments.mean, moments.std, standardize)
+    data = source.working(preprocessing, dtype, n_clusters, chunk_size)
+    tol_shift = tol * float(np.mean((moments.unweighted_std / preprocessing.scale) ** 2))
+
+    best_restart, run, scale, restart_scores = _run_restarts(
+        data, preprocessing, n_clusters, mode, settings, init, init_centroids, n_init, seed, tol_shift,
+        init_sample, on_iteration,
+    )
+    return _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
+                   restart_scores, started, with_labels=False)
+
+
+def _run_restarts(
+    data: DataSource,
+    preprocessing: Preprocessing,
+    n_clusters: int,
+    mode: str,
+    settings: RelaxedSettings,
+    init: str | np.ndarray,
+    init_centroids: np.ndarray | None,
+    n_init: int,
+    seed: int,
+    tol_shift: float,
+    init_sample: int,
+    on_iteration: Callable[[int, IterationRecord], None] | None,
+    algorithm: str = "lloyd",
+) -> tuple[int, RunResult, float, list[float]]:
+    """Run every restart and return (best restart, its run, its scale s, every restart's score)."""
+    if init_centroids is not None:
+        n_init = init_centroids.shape[0]
     best: tuple[float, int, RunResult, float | None] | None = None
     restart_scores: list[float] = []
     for restart, restart_seed in enumerate(np.random.SeedSequence(seed).spawn(n_init)):
@@ -150,12 +285,13 @@ def fit(
         if init_centroids is not None:
             start = preprocessing.transform_centroids(init_centroids[restart])
         else:
-            start = initial_centroids(data, n_clusters, init, np.random.default_rng(init_seed))
+            start = initial_centroids(data, n_clusters, init, np.random.default_rng(init_seed), init_sample)
 
         callback = None if on_iteration is None else (lambda record, r=restart: on_iteration(r, record))
         if mode == "hard":
-            hard_loop = hamerly if algorithm == "hamerly" else lloyd
-            run = hard_loop(data, start, max_iter, tol_shift, callback)
+            # Hamerly's bounds need the data in this process's memory.
+            hard_loop = hamerly if algorithm == "hamerly" and isinstance(data, ChunkedData) else lloyd
+            run = hard_loop(data, start, settings.max_iter, tol_shift, callback)
             # The first iteration measured the inertia of the starting centroids, which
             # is the within-cluster scale, so hard mode needs no extra pass for it.
             first_inertia = run.history[0].inertia
@@ -174,22 +310,26 @@ def fit(
     _, best_restart, run, scale = best
     if not run.converged and mode != "gumbel" and settings.batch_size is None:
         warnings.warn(
-            f"{mode} mode reached max_iter={max_iter} before converging; "
+            f"{mode} mode reached max_iter={settings.max_iter} before converging; "
             "raise --max-iter or --tol",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
-                   restart_scores, started)
+    return best_restart, run, scale, restart_scores
 
 
 def initial_centroids(
-    data: ChunkedData, n_clusters: int, init: str, rng: np.random.Generator
+    data: DataSource, n_clusters: int, init: str, rng: np.random.Generator, init_sample: int = DEFAULT_INIT_SAMPLE
 ) -> np.ndarray:
-    """Choose initial centroids (n_clusters, n_features) in working units by ``init``."""
+    """Choose initial centroids (n_clusters, n_features) in working units by ``init``.
+
+    Both methods run on a uniform sample of ``init_sample`` rows drawn with ``rng``, or
+    on all rows when there are no more than that.
+    """
+    sample = draw_sample(data, init_sample, rng)
     if init == "random":
-        return random_points(data.X, n_clusters, rng, data.sample_weight)
-    return kmeans_plusplus(data.X, n_clusters, rng, data.sample_weight, data.x_squared_norms)
+        return random_points(sample.X, n_clusters, rng, sample.sample_weight)
+    return kmeans_plusplus(sample.X, n_clusters, rng, sample.sample_weight, sample.x_squared_norms)
 
 
 def predict(
@@ -233,16 +373,16 @@ def memberships(data: ChunkedData, centroids: np.ndarray, temperature: float) ->
     c_squared_norms = row_norms_squared(working)
     out = np.empty((data.n_samples, centroids.shape[0]))
 
-    def kernel(chunk: Chunk) -> ChunkStats:
+    def kernel(chunk: Chunk) -> None:
         out[chunk.rows] = responsibilities_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms, temperature)
-        return ChunkStats.zeros(centroids.shape[0], data.n_features)
 
-    data.reduce(kernel, centroids.shape[0])
+    for _ in data.map(kernel):
+        pass
     return out
 
 
 def _finish(
-    data: ChunkedData,
+    data: DataSource,
     preprocessing: Preprocessing,
     run: RunResult,
     scale: float | None,
@@ -253,15 +393,16 @@ def _finish(
     best_restart: int,
     restart_scores: list[float],
     started: float,
+    with_labels: bool,
 ) -> FitResult:
     """Assemble the result of the best restart, with labels from a final assignment step.
 
     The centroids go to user units and back before the assignment, exactly as
-    ``predict`` will see them after a round trip through a model file.
+    ``predict`` will see them after a round trip through a model file. Without
+    ``with_labels`` the step computes the inertia alone and ``labels`` is None.
     """
     centroids = preprocessing.inverse_centroids(run.centroids)
-    labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids))
-    _warn_if_few_distinct(data, labels, n_clusters)
+    labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids), with_labels)
     unit = preprocessing.squared_unit
     if mode == "hard":
         objective = inertia / data.total_weight
@@ -295,32 +436,44 @@ def _finish(
     )
 
 
-def _final_assignment(data: ChunkedData, centroids: np.ndarray) -> tuple[np.ndarray, float]:
-    """Return labels (n_samples,) and the weighted inertia, recomputed directly.
+def _final_assignment(
+    data: DataSource, centroids: np.ndarray, with_labels: bool = True
+) -> tuple[np.ndarray | None, float]:
+    """Return labels (n_samples,) or None, and the weighted inertia, recomputed directly.
 
     The inertia is summed as ``|x - c|^2`` in float64 rather than taken from the
     distance expansion, so it carries no cancellation error in float32.
     """
-    working = centroids.astype(data.X.dtype)
+    working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)
-    labels = np.empty(data.n_samples, dtype=np.int64)
-    n_clusters = centroids.shape[0]
 
-    def kernel(chunk: Chunk) -> ChunkStats:
+    def assign(chunk: Chunk) -> tuple[np.ndarray, float]:
         chunk_labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
-        labels[chunk.rows] = chunk_labels
-        residual = chunk.X.astype(np.float64)  # (m, d)
-        residual -= working[chunk_labels]
-        squared = np.einsum("ij,ij->i", residual, residual)  # (m,)
-        stats = ChunkStats.zeros(n_clusters, data.n_features)
-        stats.inertia = float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
-        return stats
+        residual = chunk.X.astype(np.float64) - working[chunk_labels].astype(np.float64)
+        squared = np.einsum("ij,ij->i", residual, residual)
+        inertia = float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
+        return chunk_labels, inertia
 
-    stats = data.reduce(kernel, n_clusters)
-    return labels, stats.inertia
+    if not with_labels:
+        n_clusters, n_features = centroids.shape
+
+        def inertia_only(chunk: Chunk) -> ChunkStats:
+            _, inertia = assign(chunk)
+            return ChunkStats(np.zeros((n_clusters, n_features)), np.zeros(n_clusters), inertia, inertia)
+
+        return None, data.reduce(inertia_only, n_clusters).inertia
+
+    labels = np.empty(data.n_samples, dtype=np.int64)
+    inertia = 0.0
+    position = 0
+    for chunk_labels, chunk_inertia in data.map(assign):
+        labels[position : position + len(chunk_labels)] = chunk_labels
+        position += len(chunk_labels)
+        inertia += chunk_inertia
+    return labels, inertia
 
 
-def _relaxed_objective(data: ChunkedData, centroids: np.ndarray, scale: float, settings: RelaxedSettings) -> float:
+def _relaxed_objective(data: DataSource, centroids: np.ndarray, scale: float, settings: RelaxedSettings) -> float:
     """Return the soft objective per unit weight at the final temperature, without noise."""
     soft = RelaxedSettings("soft", settings.tau, settings.tau, 0.0, "adam", 0.0, 1, 0.0)
     stats = relaxed_pass(data, centroids, scale * settings.tau, soft, settings.tau, np.random.default_rng(0))
@@ -328,7 +481,7 @@ def _relaxed_objective(data: ChunkedData, centroids: np.ndarray, scale: float, s
 
 
 def _restart_score(
-    mode: str, data: ChunkedData, run: RunResult, scale: float | None, settings: RelaxedSettings
+    mode: str, data: DataSource, run: RunResult, scale: float | None, settings: RelaxedSettings
 ) -> float:
     """Return the value restarts are ranked by: the soft objective for soft mode, else inertia."""
     if mode == "soft":
@@ -371,7 +524,7 @@ def _warn_if_few_distinct(data: ChunkedData, labels: np.ndarray, n_clusters: int
             f"the data has {distinct} distinct points, fewer than n_clusters={n_clusters}; "
             "some clusters will coincide or stay empty",
             DegenerateDataWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
 
 
@@ -409,11 +562,10 @@ def _check_sample_weight(sample_weight: np.ndarray | None, n_samples: int) -> np
 
 
 def _check_options(
-    X, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
-    optimizer, learning_rate, straight_through, batch_size, chunk_size,
+    n_samples, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
+    optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
 ) -> RelaxedSettings:
     """Validate the options once and return them as ``RelaxedSettings``."""
-    n_samples = X.shape[0]
     if mode not in MODES:
         raise OptionError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
@@ -442,6 +594,9 @@ def _check_options(
             batch_size = None
     if chunk_size is not None:
         _check_positive_int("chunk_size", chunk_size)
+    _check_positive_int("init_sample", init_sample)
+    if init_sample < n_clusters:
+        raise OptionError(f"init_sample={init_sample} is smaller than n_clusters={n_clusters}; raise --init-sample")
     if straight_through and mode != "gumbel":
         raise OptionError("straight_through applies to gumbel mode only; add --mode gumbel or drop it")
     if tau_start is None:

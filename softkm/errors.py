@@ -26,6 +26,10 @@ class OutputError(SoftkmError):
     """An output file cannot be written."""
 
 
+class EngineError(SoftkmError):
+    """The compute engine failed: a Dask cluster cannot be reached or lost its workers."""
+
+
 class SoftkmWarning(UserWarning):
     """A degenerate but survivable situation during a fit."""
 

@@ -51,32 +51,18 @@ def hamerly(
     n_clusters = centroids.shape[0]
     history: list[IterationRecord] = []
     n_relocated = 0
-    n_changed = -1  # unknown before the second assignment
     converged = False
     started = time.perf_counter()
 
-    labels, _, upper, lower, stats = _full_pass(data, centroids)
+    labels, upper, lower, stats = _full_pass(data, centroids)
     squares = _cluster_squares(data, labels, n_clusters)
     inertia = stats.inertia
     for iteration in range(1, max_iter + 1):
         new_centroids = centroids.copy()
         moved = stats.weights > 0
         new_centroids[moved] = stats.sums[moved] / stats.weights[moved, None]
-        if not moved.all():
-            # Relocation needs every point's exact distance, so the points are assigned
-            # again from scratch (to the same labels) before the empty clusters move.
-            labels, nearest, upper, lower, stats = _full_pass(data, centroids)
-            previous = labels.copy()
-            n_relocated += relocate_empty(data, stats, labels, nearest, new_centroids)
-            # A relocated point sits on its new centroid, and its old centroid is now
-            # one of the others, at the distance its upper bound covers.
-            relocated = labels != previous
-            lower[relocated] = np.minimum(lower[relocated], upper[relocated])
-            upper[relocated] = 0.0
-            # relocate_empty only takes the points out of their old clusters' sums, so
-            # the statistics that later updates build on are recomputed from the labels.
-            stats = _label_statistics(data, labels, n_clusters)
-            squares = _cluster_squares(data, labels, n_clusters)
+        relocated = relocate_empty(data, stats, centroids, new_centroids) if not moved.all() else 0
+        n_relocated += relocated
 
         shift = float(((new_centroids - centroids) ** 2).sum())
         record = IterationRecord(
@@ -86,15 +72,24 @@ def hamerly(
         history.append(record)
         if on_iteration is not None:
             on_iteration(record)
-        if n_changed == 0 or shift <= tol_shift:
+        # Unchanged labels leave the statistics untouched, so the shift is exactly 0
+        # then, as in plain Lloyd iterations.
+        if shift <= tol_shift:
             converged = True
         if converged or iteration == max_iter:
             centroids = new_centroids
             break
 
-        n_changed = _update(data, centroids, new_centroids, labels, upper, lower, stats, squares)
+        if relocated:
+            # A relocated centroid jumped to a point, which invalidates the bounds of
+            # every point, so the assignment starts again from exact distances.
+            labels, upper, lower, stats = _full_pass(data, new_centroids)
+            squares = _cluster_squares(data, labels, n_clusters)
+            inertia = stats.inertia
+        else:
+            _update(data, centroids, new_centroids, labels, upper, lower, stats, squares)
+            inertia = _inertia(stats, squares, new_centroids)
         centroids = new_centroids
-        inertia = _inertia(stats, squares, centroids)
 
     return RunResult(centroids, len(history), converged, history, n_relocated)
 
@@ -102,14 +97,13 @@ def hamerly(
 def _full_pass(data: ChunkedData, centroids: np.ndarray):
     """Assign every point exactly.
 
-    Returns labels (n_samples,), the squared distance to the nearest centroid, the upper
-    and lower bounds (n_samples,) each, and the Lloyd statistics with the inertia.
+    Returns labels, the upper and lower bounds (n_samples,) each, and the Lloyd
+    statistics with the inertia.
     """
     n_clusters = centroids.shape[0]
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
     labels = np.empty(data.n_samples, dtype=np.int64)
-    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
     upper = np.empty(data.n_samples, dtype=data.X.dtype)
     lower = np.empty(data.n_samples, dtype=data.X.dtype)
 
@@ -118,7 +112,6 @@ def _full_pass(data: ChunkedData, centroids: np.ndarray):
             chunk.X, chunk.x_squared_norms, working, c_squared_norms
         )
         labels[chunk.rows] = chunk_labels
-        nearest[chunk.rows] = chunk_nearest
         upper[chunk.rows] = np.sqrt(chunk_nearest)
         lower[chunk.rows] = np.sqrt(second)
         sums, weights = cluster_sums(chunk.X, chunk_labels, chunk.sample_weight, n_clusters)
@@ -129,17 +122,7 @@ def _full_pass(data: ChunkedData, centroids: np.ndarray):
         return ChunkStats(sums, weights, inertia, inertia)
 
     stats = data.reduce(kernel, n_clusters)
-    return labels, nearest, upper, lower, stats
-
-
-def _label_statistics(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> ChunkStats:
-    """Return the per-cluster sums and weights of the points under ``labels``."""
-
-    def kernel(chunk: Chunk) -> ChunkStats:
-        sums, weights = cluster_sums(chunk.X, labels[chunk.rows], chunk.sample_weight, n_clusters)
-        return ChunkStats(sums, weights)
-
-    return data.reduce(kernel, n_clusters)
+    return labels, upper, lower, stats
 
 
 def _cluster_squares(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 Each iteration assigns every point to its nearest centroid (argmin, ties to the lowest
 index) and moves each centroid to the weighted mean of its points, from the per-chunk
-sums and weights. The loop stops when the labels no longer change, when the total
-squared centroid shift falls to ``tol_shift``, or at ``max_iter``.
+sums and weights. The loop stops when the total squared centroid shift falls to
+``tol_shift``, or at ``max_iter``. Unchanged labels give bit-identical sums, because the
+source adds its chunks in a fixed order, so they give a shift of exactly 0 and the loop
+needs no label array of n_samples entries.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softkm.chunks import Chunk, ChunkedData
+from softkm.chunks import Chunk, DataSource, farthest_points
 from softkm.errors import EmptyClusterWarning
 from softkm.kernels import ChunkStats, hard_chunk, row_norms_squared
 
@@ -51,7 +53,7 @@ class RunResult:
 
 
 def lloyd(
-    data: ChunkedData,
+    data: DataSource,
     centroids: np.ndarray,
     max_iter: int,
     tol_shift: float,
@@ -61,20 +63,17 @@ def lloyd(
 
     Assumes valid input: centroids in working units, max_iter >= 1, tol_shift >= 0.
     """
-    labels = np.empty(data.n_samples, dtype=np.int64)
-    previous_labels = np.full(data.n_samples, -1, dtype=np.int64)
-    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
     history: list[IterationRecord] = []
     n_relocated = 0
     converged = False
     started = time.perf_counter()
 
     for iteration in range(1, max_iter + 1):
-        stats = assignment_pass(data, centroids, labels, nearest)
+        stats = assignment_pass(data, centroids)
         new_centroids = centroids.copy()
         moved = stats.weights > 0
         new_centroids[moved] = stats.sums[moved] / stats.weights[moved, None]
-        n_relocated += relocate_empty(data, stats, labels, nearest, new_centroids)
+        n_relocated += relocate_empty(data, stats, centroids, new_centroids)
 
         shift = float(((new_centroids - centroids) ** 2).sum())
         centroids = new_centroids
@@ -90,72 +89,66 @@ def lloyd(
         if on_iteration is not None:
             on_iteration(record)
 
-        if np.array_equal(labels, previous_labels) or shift <= tol_shift:
+        if shift <= tol_shift:
             converged = True
             break
-        labels, previous_labels = previous_labels, labels
 
     return RunResult(centroids, len(history), converged, history, n_relocated)
 
 
-def assignment_pass(
-    data: ChunkedData, centroids: np.ndarray, labels: np.ndarray, nearest: np.ndarray
-) -> ChunkStats:
-    """Assign every chunk, writing labels and nearest distances (n_samples,) in place.
+def assignment_pass(data: DataSource, centroids: np.ndarray) -> ChunkStats:
+    """Assign every row to its nearest centroid and return the summed Lloyd statistics.
 
-    Returns the summed Lloyd statistics (per-cluster sums, weights and inertia).
+    The statistics are the per-cluster weighted sums and weights and the inertia of
+    ``centroids`` (n_clusters, n_features), float64 in working units.
     """
-    working = centroids.astype(data.X.dtype)
+    working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)
 
     def kernel(chunk: Chunk) -> ChunkStats:
-        chunk_labels, chunk_nearest, stats = hard_chunk(
-            chunk.X, chunk.x_squared_norms, chunk.sample_weight, working, c_squared_norms
-        )
-        labels[chunk.rows] = chunk_labels
-        nearest[chunk.rows] = chunk_nearest
+        _, _, stats = hard_chunk(chunk.X, chunk.x_squared_norms, chunk.sample_weight, working, c_squared_norms)
         return stats
 
     return data.reduce(kernel, centroids.shape[0])
 
 
 def relocate_empty(
-    data: ChunkedData,
+    data: DataSource,
     stats: ChunkStats,
-    labels: np.ndarray,
-    nearest: np.ndarray,
+    assigned_centroids: np.ndarray,
     centroids: np.ndarray,
 ) -> int:
     """Move each cluster without weight onto one of the points farthest from its centroid.
 
-    The point's weight moves with it: it is taken out of its old cluster's sums, whose
-    centroid is recomputed, so the objective can only fall. Edits ``centroids`` in place
-    and returns the number of relocated clusters.
+    ``stats`` are those of the assignment to ``assigned_centroids``, and ``centroids``
+    the new centroids computed from them. The point's weight moves with it: it is taken
+    out of its old cluster's sums, whose centroid is recomputed, so the objective can
+    only fall. Edits ``centroids`` in place and returns the number of relocated clusters.
+    Finding the farthest points costs one more pass over the data, run only when a
+    cluster is empty.
     """
     empty = np.flatnonzero(stats.weights <= 0)
     if len(empty) == 0:
         return 0
-    # Stable sort on the negated distance: among equal distances the lowest row wins.
-    farthest = np.argsort(-nearest.astype(np.float64), kind="stable")[: len(empty)]
+    farthest = farthest_points(data, assigned_centroids, len(empty))
     # A point already on its centroid would only duplicate that centroid, which loses
     # the tie again next iteration: with fewer distinct points than clusters, the
     # surplus clusters stay empty instead of cycling. Distances below the rounding error
     # of the expansion |x|^2 - 2 x.c + |c|^2 count as zero.
-    rounding = 16 * np.finfo(data.X.dtype).eps * float(data.x_squared_norms.max())
-    farthest = farthest[nearest[farthest] > rounding]
-    empty = empty[: len(farthest)]
+    rounding = 16 * np.finfo(data.dtype).eps * farthest.max_squared_norm
+    usable = np.flatnonzero(farthest.distances > rounding)
+    empty = empty[: len(usable)]
     if len(empty) == 0:
         return 0
-    for cluster, row in zip(empty, farthest):
-        point = data.X[row].astype(np.float64)
-        weight = 1.0 if data.sample_weight is None else float(data.sample_weight[row])
-        old = labels[row]
+    for cluster, position in zip(empty, usable):
+        point = farthest.points[position]
+        weight = float(farthest.weights[position])
+        old = farthest.labels[position]
         stats.sums[old] -= weight * point
         stats.weights[old] -= weight
         if stats.weights[old] > 0:
             centroids[old] = stats.sums[old] / stats.weights[old]
         centroids[cluster] = point
-        labels[row] = cluster
     warnings.warn(
         f"{len(empty)} cluster(s) lost all their points and were moved to the farthest points",
         EmptyClusterWarning,

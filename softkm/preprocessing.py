@@ -45,6 +45,11 @@ class Preprocessing:
     ) -> "Preprocessing":
         """Compute the map from X (n_samples, n_features), chunk by chunk in float64."""
         mean, std = weighted_moments(X, sample_weight)
+        return cls.from_moments(mean, std, standardize)
+
+    @classmethod
+    def from_moments(cls, mean: np.ndarray, std: np.ndarray, standardize: bool) -> "Preprocessing":
+        """Build the map from each feature's weighted mean and standard deviation (n_features,)."""
         if standardize:
             # A column whose spread is at rounding level of its mean is constant: scale 1
             # leaves it at 0 after centring instead of blowing rounding noise up to 1.
@@ -58,7 +63,7 @@ class Preprocessing:
                 # not be resolved, so the unit is only kept inside the safe range.
                 unit = float(np.clip(unit, *SQUARED_UNIT_RANGE))
             _check_squared_unit(unit, overall)
-            scale = np.full(X.shape[1], unit)
+            scale = np.full(mean.shape[0], unit)
         return cls(mean, scale, standardize)
 
     @property
@@ -175,3 +180,79 @@ def root_mean_square(values: np.ndarray) -> float:
     if largest == 0 or not np.isfinite(largest):
         return largest
     return largest * float(np.sqrt(np.mean((values / largest) ** 2)))
+
+
+@dataclass(frozen=True)
+class DataMoments:
+    """Per-feature moments (n_features,) float64 of a whole data set, from one pass.
+
+    ``mean`` and ``std`` are weighted by the sample weights, ``unweighted_std`` is not.
+    ``n_samples`` is the number of rows they describe.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    unweighted_std: np.ndarray
+    n_samples: int
+
+
+@dataclass
+class MomentSums:
+    """Weight, mean and scaled sum of squared deviations of some rows, mergeable in any grouping.
+
+    The sum of squared deviations is ``unit^2 * scaled_squares`` per feature, with
+    ``unit`` a power of two near the largest deviation, so that values up to the
+    float64 limit neither overflow nor underflow when squared. Two parts merge through
+    the difference of their means, ``M2 = M2_a + M2_b + delta^2 w_a w_b / (w_a + w_b)``,
+    which avoids the cancellation of ``E[x^2] - E[x]^2``.
+    """
+
+    weight: float
+    mean: np.ndarray
+    unit: np.ndarray
+    scaled_squares: np.ndarray
+
+    @classmethod
+    def of_block(cls, X: np.ndarray, sample_weight: np.ndarray | None) -> "MomentSums":
+        """Return the moments of the rows of X (n_rows, n_features), computed in float64."""
+        n_features = X.shape[1]
+        weight = float(X.shape[0] if sample_weight is None else sample_weight.sum())
+        if weight <= 0:
+            return cls(0.0, np.zeros(n_features), np.ones(n_features), np.zeros(n_features))
+        block = X.astype(np.float64)
+        mean = (block.sum(axis=0) if sample_weight is None else sample_weight @ block) / weight
+        block -= mean
+        unit = _power_of_two_near(np.abs(block).max(axis=0))
+        block /= unit
+        block *= block
+        scaled = block.sum(axis=0) if sample_weight is None else sample_weight @ block
+        return cls(weight, mean, unit, scaled)
+
+    def merge(self, other: "MomentSums") -> "MomentSums":
+        """Return the moments of both parts' rows together."""
+        if other.weight <= 0:
+            return self
+        if self.weight <= 0:
+            return other
+        weight = self.weight + other.weight
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.weight / weight)
+        unit = np.maximum(np.maximum(self.unit, other.unit), _power_of_two_near(np.abs(delta)))
+        between = (delta / unit) ** 2 * (self.weight * other.weight / weight)
+        scaled = (
+            self.scaled_squares * (self.unit / unit) ** 2 + other.scaled_squares * (other.unit / unit) ** 2 + between
+        )
+        return MomentSums(weight, mean, unit, scaled)
+
+    @property
+    def std(self) -> np.ndarray:
+        """The weighted standard deviation of each feature (n_features,)."""
+        if self.weight <= 0:
+            return np.zeros_like(self.mean)
+        return self.unit * np.sqrt(self.scaled_squares / self.weight)
+
+
+def _power_of_two_near(values: np.ndarray) -> np.ndarray:
+    """Return 2^round(log2 v) for each positive value, and 1 where the value is 0."""
+    positive = values > 0
+    return np.where(positive, 2.0 ** np.round(np.log2(np.where(positive, values, 1.0))), 1.0)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softkm.chunks import Chunk, ChunkedData
+from softkm.chunks import Chunk, DataSource, farthest_points
 from softkm.errors import EmptyClusterWarning
 from softkm.kernels import ChunkStats, gumbel_noise, relaxed_chunk, row_norms_squared
 from softkm.lloyd import IterationRecord, RunResult, assignment_pass
@@ -68,26 +68,24 @@ def tau_schedule(settings: RelaxedSettings, iteration: int) -> float:
     return settings.tau_start * (settings.tau / settings.tau_start) ** progress
 
 
-def within_cluster_scale(data: ChunkedData, centroids: np.ndarray) -> float:
+def within_cluster_scale(data: DataSource, centroids: np.ndarray) -> float:
     """Return s, the weighted mean squared distance to the nearest of the centroids.
 
     When every point sits on a centroid (s = 0), the mean squared distance to the data
     mean takes its place, and 1.0 when that is 0 as well (all points equal), so that the
     temperature stays positive.
     """
-    labels = np.empty(data.n_samples, dtype=np.int64)
-    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
-    stats = assignment_pass(data, centroids, labels, nearest)
+    stats = assignment_pass(data, centroids)
     scale = stats.inertia / data.total_weight
     if scale > 0:
         return scale
-    spread = assignment_pass(data, stats.sums.sum(axis=0, keepdims=True) / data.total_weight, labels, nearest)
+    spread = assignment_pass(data, stats.sums.sum(axis=0, keepdims=True) / data.total_weight)
     scale = spread.inertia / data.total_weight
     return scale if scale > 0 else 1.0
 
 
 def gradient_descent(
-    data: ChunkedData,
+    data: DataSource,
     centroids: np.ndarray,
     scale: float,
     settings: RelaxedSettings,
@@ -113,10 +111,13 @@ def gradient_descent(
     n_relocated = 0
     converged = False
     started = time.perf_counter()
+    batches = None
+    if settings.batch_size is not None and settings.batch_size < data.n_samples:
+        batches = data.minibatches(settings.batch_size, rng)
 
     for step in range(settings.max_iter):
         tau = tau_schedule(settings, step)
-        batch = _draw_batch(data, settings.batch_size, rng)
+        batch = data if batches is None else next(batches)
         stats = relaxed_pass(batch, centroids, scale * tau, settings, tau, rng)
         objective = stats.objective / batch.total_weight
         gradient = 2.0 * (centroids * stats.weights[:, None] - stats.sums) / batch.total_weight
@@ -148,7 +149,7 @@ def gradient_descent(
 
 
 def relaxed_pass(
-    data: ChunkedData,
+    data: DataSource,
     centroids: np.ndarray,
     temperature: float,
     settings: RelaxedSettings,
@@ -159,8 +160,13 @@ def relaxed_pass(
 
     Gumbel noise is drawn per chunk from a generator seeded by one draw of ``rng`` and
     the chunk index, so the noise of a chunk does not depend on how chunks are scheduled.
+    The kernel refers to nothing but its chunk, the centroids and plain settings, so
+    it can be shipped to the workers of a cluster.
     """
-    working = centroids.astype(data.X.dtype)
+    dtype = data.dtype
+    n_clusters = centroids.shape[0]
+    straight_through = settings.straight_through
+    working = centroids.astype(dtype)
     c_squared_norms = row_norms_squared(working)
     noise_key = int(rng.integers(0, 2**63)) if settings.mode == "gumbel" else None
 
@@ -168,7 +174,7 @@ def relaxed_pass(
         noise = None
         if noise_key is not None:
             chunk_rng = np.random.default_rng([noise_key, chunk.index])
-            noise = gumbel_noise(chunk_rng, (chunk.X.shape[0], centroids.shape[0]), data.X.dtype)
+            noise = gumbel_noise(chunk_rng, (chunk.X.shape[0], n_clusters), dtype)
             noise /= tau
         stats, _ = relaxed_chunk(
             chunk.X,
@@ -178,48 +184,33 @@ def relaxed_pass(
             c_squared_norms,
             temperature,
             noise=noise,
-            straight_through=settings.straight_through,
+            straight_through=straight_through,
         )
         return stats
 
-    return data.reduce(kernel, centroids.shape[0])
+    return data.reduce(kernel, n_clusters)
 
 
-def _draw_batch(data: ChunkedData, batch_size: int | None, rng: np.random.Generator) -> ChunkedData:
-    """Return the whole data, or a seeded mini-batch of ``batch_size`` distinct rows in row order."""
-    if batch_size is None or batch_size >= data.n_samples:
-        return data
-    rows = np.sort(rng.choice(data.n_samples, size=batch_size, replace=False))
-    return data.subset(rows)
-
-
-def _starved_clusters(data: ChunkedData, stats: ChunkStats) -> np.ndarray:
+def _starved_clusters(data: DataSource, stats: ChunkStats) -> np.ndarray:
     """Return the indices of clusters whose total membership is below a point's fraction."""
     if stats.mass is None:
         return np.empty(0, dtype=np.int64)
-    if data.sample_weight is None:
-        smallest_point = 1.0
-    else:
-        positive = data.sample_weight[data.sample_weight > 0]
-        smallest_point = float(positive.min()) if positive.size else 1.0
-    return np.flatnonzero(stats.mass < _STARVED_FRACTION_OF_A_POINT * smallest_point)
+    return np.flatnonzero(stats.mass < _STARVED_FRACTION_OF_A_POINT * data.min_positive_weight)
 
 
-def _relocate_starved(data: ChunkedData, centroids: np.ndarray, starved: np.ndarray) -> int:
+def _relocate_starved(data: DataSource, centroids: np.ndarray, starved: np.ndarray) -> int:
     """Move starved centroids onto the points farthest from their nearest centroid, in place."""
-    labels = np.empty(data.n_samples, dtype=np.int64)
-    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
-    assignment_pass(data, centroids, labels, nearest)
-    farthest = np.argsort(-nearest.astype(np.float64), kind="stable")[: len(starved)]
+    farthest = farthest_points(data, centroids, len(starved))
     # As in hard mode, a point already on a centroid is no place to move to.
-    rounding = 16 * np.finfo(data.X.dtype).eps * float(data.x_squared_norms.max())
-    farthest = farthest[nearest[farthest] > rounding]
-    if len(farthest) == 0:
+    rounding = 16 * np.finfo(data.dtype).eps * farthest.max_squared_norm
+    usable = farthest.distances > rounding
+    count = int(np.count_nonzero(usable))
+    if count == 0:
         return 0
-    centroids[starved[: len(farthest)]] = data.X[farthest].astype(np.float64)
+    centroids[starved[:count]] = farthest.points[usable]
     warnings.warn(
-        f"{len(farthest)} cluster(s) lost nearly all membership and were moved to the farthest points",
+        f"{count} cluster(s) lost nearly all membership and were moved to the farthest points",
         EmptyClusterWarning,
         stacklevel=3,
     )
-    return len(farthest)
+    return count

@@ -57,11 +57,10 @@ def print_fit_summary(job) -> None:
     for message in job.warnings:
         warning(message)
     result = job.result
-    features = job.features
     status = "converged" if result.converged else "not converged"
     lines = [
         f"softkm fit: mode {result.mode}, k={result.n_clusters}, {result.n_samples} rows"
-        + (f" ({features.n_dropped} dropped)" if features.n_dropped else "")
+        + (f" ({job.n_dropped} dropped)" if job.n_dropped else "")
         + f", {result.n_features} features, {result.dtype}",
         f"  iterations {result.n_iter} ({status}), restart {result.best_restart + 1} of {len(result.restart_scores)} kept",
         f"  inertia {result.inertia:.10g}" + ("  (z-scored units)" if result.preprocessing.standardize else ""),
@@ -85,10 +84,9 @@ OUTPUT_CLOSED_LINE = "  the reader of the labels output closed it before every r
 
 def print_assign_summary(job) -> None:
     """Print a short summary of an assignment on stderr."""
-    features = job.features
-    dropped = f" ({features.n_dropped} dropped)" if features.n_dropped else ""
+    dropped = f" ({job.n_dropped} dropped)" if job.n_dropped else ""
     _console.print(
-        f"softkm assign: {features.X.shape[0]} rows{dropped} to {job.model.n_clusters} {job.model.mode} clusters, "
+        f"softkm assign: {job.n_rows} rows{dropped} to {job.model.n_clusters} {job.model.mode} clusters, "
         f"inertia {job.inertia:.10g}",
         markup=False,
     )

@@ -2,10 +2,15 @@
 
 These functions read tables, call the engine and write outputs. They do no maths of
 their own and print nothing: the command-line layer renders what they return.
+
+A Parquet folder or glob, a ``--memory-limit``, or a Parquet file too large for the
+available memory is streamed batch by batch (``softkm.streaming``). ``--engine dask``
+runs the passes on a Dask cluster (``softkm.dask_engine``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from softkm.tables import (
     output_set,
     read_table,
     read_table_with_text,
+
 )
 
 
@@ -52,19 +58,36 @@ class OutputOptions:
     force: bool = False
 
 
+@dataclass(frozen=True)
+class ScaleOptions:
+    """The engine that runs the passes, and the memory limit that turns on streaming.
+
+    ``engine`` is 'local' or 'dask'. ``scheduler`` is the address of a running
+    ``dask.distributed`` scheduler (None starts a local cluster). ``memory_limit`` is a
+    size such as '2GB' that turns on streaming and sets the batch size.
+    """
+
+    engine: str = "local"
+    scheduler: str | None = None
+    memory_limit: str | None = None
+
+
 @dataclass
 class FitJob:
     """The results of ``run_fit``, for the summary.
 
-    ``output_closed`` is True when the reader of a stream output (stdout or a FIFO)
-    closed it before every row was written. The output files were complete then.
+    ``features`` is None for a streamed input. ``output_closed`` is True when the reader
+    of a stream output (stdout or a FIFO) closed it before every row was written. The
+    output files were complete then.
     """
 
+
     result: engine.FitResult
-    features: FeatureData
+    features: FeatureData | None
     model: Model
     warnings: list[str]
     output_closed: bool = False
+    n_dropped: int = 0
 
 
 @dataclass
@@ -72,9 +95,11 @@ class AssignJob:
     """The results of ``run_assign``, for the summary; ``output_closed`` as in ``FitJob``."""
 
     model: Model
-    features: FeatureData
+    n_rows: int
+    n_dropped: int
     inertia: float
     output_closed: bool = False
+
 
 
 def load_features(source: str, options: ReadOptions, keep: list[str] | None = None):
@@ -137,21 +162,26 @@ def read_init_centroids(path: str, feature_names: list[str], n_clusters: int, op
 
 
 def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, outputs: OutputOptions,
-            init_path: str | None = None, on_iteration=None) -> FitJob:
+            init_path: str | None = None, on_iteration=None, scale: ScaleOptions = ScaleOptions()) -> FitJob:
     """Fit a model to ``source`` and write every requested output atomically."""
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, n_clusters, outputs.probabilities)
-    frame, features, kept = load_features(source, read, outputs.keep)
+
     fit_options = dict(fit_options)
     explicit_tau = fit_options.get("tau") is not None
     if outputs.probabilities and fit_options.get("mode", "hard") == "hard" and not explicit_tau:
         _probability_temperature("hard", None, None, None, explicit_tau=False)
     if not explicit_tau:
         fit_options["tau"] = engine.DEFAULT_TAU
+    streamed, memory_limit = _plan_streaming(source, scale)
+    if streamed or (scale.engine == "dask" and source != "-" and is_parquet_input(source)):
+        return _run_fit_batches(source, n_clusters, fit_options, read, outputs, init_path, on_iteration, scale,
+                                memory_limit, explicit_tau)
+
+    frame, features, kept = load_features(source, read, outputs.keep)
     if init_path is not None:
         fit_options["init"] = read_init_centroids(init_path, features.feature_names, n_clusters, read)
-
-    with warnings.catch_warnings(record=True) as caught:
+    with dask_client(scale) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = engine.fit(
             features.X,
@@ -159,6 +189,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
             sample_weight=features.sample_weight,
             dtype=read.dtype,
             copy_x=False,
+            client=client,
             on_iteration=on_iteration,
             **fit_options,
         )
@@ -175,21 +206,160 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
 
     labels = labels_table(kept, features, result.labels, outputs.keep, probabilities)
     output_closed = _write_outputs(labels, model, source, outputs)
-    return FitJob(result, features, model, _unique_messages(caught), output_closed)
+    return FitJob(result, features, model, _unique_messages(caught), output_closed=output_closed,
+                  n_dropped=features.n_dropped)
 
 
-def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions,
-               tau: float | None) -> AssignJob:
+def _run_fit_batches(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, outputs: OutputOptions,
+                     init_path: str | None, on_iteration, scale: ScaleOptions, memory_limit: int | None,
+                     explicit_tau: bool) -> FitJob:
+    """Fit Parquet input that is streamed from disk, or read by the Dask cluster, and write the outputs.
+
+    The labels are written batch by batch (partition by partition on Dask) after the
+    centroids and the model.
+    """
+    from softkm import streaming
+
+    data = streaming.ParquetInput.open(
+        source, columns=read.columns, exclude=read.exclude, weights=read.weights, missing=read.missing,
+        dtype=read.dtype, extra_columns=outputs.keep,
+    )
+    if init_path is not None:
+        fit_options["init"] = read_init_centroids(init_path, data.feature_names, n_clusters, read)
+    batch_rows = streaming.batch_rows_for(memory_limit, len(data.feature_names))
+
+    with dask_client(scale) as client:
+        if client is None:
+            raw = streaming.ParquetStream(data, batch_rows)
+        else:
+            from softkm import dask_engine
+
+            raw = dask_engine.DaskParquetStream(client, data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = engine.fit_source(raw, n_clusters, dtype=read.dtype, on_iteration=on_iteration, **fit_options)
+        model = Model.from_result(result, data.feature_names, _statistics(result, fit_options))
+        temperature = None
+        if outputs.probabilities:
+            temperature = _probability_temperature(
+                result.mode, result.temperature, result.scale, fit_options["tau"], explicit_tau=explicit_tau
+            )
+        _write_model_files(model, source, outputs)
+        predictor = BatchPredictor(result.centroids, result.preprocessing, read.dtype, temperature)
+        if client is None:
+            streaming.write_labels(data, outputs.output, predictor, batch_rows=batch_rows, keep=outputs.keep,
+                                   n_clusters=n_clusters, probabilities=outputs.probabilities, force=outputs.force)
+        else:
+            raw.write_labels(outputs.output, predictor, keep=outputs.keep, n_clusters=n_clusters,
+                             probabilities=outputs.probabilities, force=outputs.force)
+    return FitJob(result, None, model, _unique_messages(caught), n_dropped=raw.n_dropped)
+
+
+@dataclass(frozen=True)
+class BatchPredictor:
+    """Labels, inertia and memberships of one batch of rows, with the arithmetic of ``engine.predict``.
+
+    Called on X (n_rows, n_features) in user units, it returns (labels (n_rows,), inertia,
+    memberships (n_rows, n_clusters) or None). ``temperature`` is absolute, or None for
+    no memberships. It holds only small arrays, so it can be shipped to Dask workers.
+    """
+
+    centroids: np.ndarray
+    preprocessing: object
+    dtype: str
+    temperature: float | None
+
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None]:
+        n_clusters = self.centroids.shape[0]
+        if X.shape[0] == 0:
+            memberships = None if self.temperature is None else np.empty((0, n_clusters))
+            return np.empty(0, dtype=np.int64), 0.0, memberships
+        labels, inertia = engine.predict(X, self.centroids, self.preprocessing, self.dtype)
+        memberships = None
+        if self.temperature is not None:
+            memberships = engine.predict_proba(X, self.centroids, self.preprocessing, self.dtype, self.temperature)
+        return labels, inertia, memberships
+
+
+def is_parquet_input(source: str) -> bool:
+    """Return whether ``source`` is a Parquet file, folder or glob (by the file's first bytes)."""
+    from softkm.streaming import is_dataset_path
+
+    if is_dataset_path(source):
+        return True
+    try:
+        with open(source, "rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def _plan_streaming(source: str, scale: ScaleOptions) -> tuple[bool, int | None]:
+    """Return (whether to stream the input, the memory limit in bytes or None).
+
+    A folder or glob is always streamed. ``--memory-limit`` streams a Parquet file, and
+    so does a Parquet file whose in-memory fit is estimated to exceed the available memory.
+    """
+    from softkm import streaming
+
+    limit = None if scale.memory_limit is None else streaming.parse_memory_size(scale.memory_limit)
+    if source == "-":
+        if limit is not None:
+            raise OptionError("--memory-limit streams Parquet files from disk; pass a file, folder or glob, not stdin")
+        return False, None
+    if streaming.is_dataset_path(source):
+        return True, limit
+    if limit is not None:
+        if os.path.exists(source) and not is_parquet_input(source):
+            raise OptionError(
+                f"--memory-limit streams Parquet input only, and '{source}' is not a Parquet file; "
+                "convert it to Parquet or leave out --memory-limit"
+            )
+        return True, limit
+    estimate = streaming.estimated_memory_bytes(source)
+    available = streaming.available_memory_bytes()
+    if estimate is not None and available is not None and estimate > available:
+        return True, available // 2
+    return False, None
+
+
+@contextlib.contextmanager
+def dask_client(scale: ScaleOptions):
+    """Yield a ``dask.distributed.Client`` for ``--engine dask``, else None.
+
+    Without a scheduler address the client starts a local cluster and closes it at the end.
+    """
+    if scale.engine != "dask":
+        if scale.scheduler is not None:
+            raise OptionError("--scheduler applies to --engine dask only; add --engine dask or drop --scheduler")
+        yield None
+        return
+    from softkm import dask_engine
+
+    with dask_engine.connect(scale.scheduler) as client:
+        yield client
+
+
+def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputOptions, tau: float | None,
+               scale: ScaleOptions = ScaleOptions()) -> AssignJob:
     """Apply a saved model to ``source`` and write the labels."""
+
     model = Model.load(model_path)
     check_outputs(source, outputs)
     _check_keep_names(outputs.keep, model.n_clusters, outputs.probabilities)
     temperature = None
     if outputs.probabilities:
         temperature = _probability_temperature(model.mode, model.temperature, model.scale, tau, explicit_tau=tau is not None)
+    predictor = BatchPredictor(model.centroids, model.preprocessing, model.dtype, temperature)
+    streamed, memory_limit = _plan_streaming(source, scale)
+    if streamed or (scale.engine == "dask" and source != "-" and is_parquet_input(source)):
+        n_rows, n_dropped, inertia = _assign_batches(model, source, read, outputs, predictor, scale, memory_limit)
+        return AssignJob(model, n_rows, n_dropped, inertia)
+
     frame, kept = read_table_with_text(
         source, text_columns=outputs.keep, delimiter=read.delimiter, decimal=read.decimal, header=read.header
     )
+
     _check_keep_columns(frame, outputs.keep, source)
     missing = [name for name in model.feature_names if name not in frame.columns]
     if missing:
@@ -198,14 +368,40 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
             f"the model needs {', '.join(model.feature_names)}"
         )
     features = extract_features(frame, columns=model.feature_names, missing=read.missing, dtype=model.dtype)
-    labels, inertia = engine.predict(features.X, model.centroids, model.preprocessing, model.dtype)
+    with dask_client(scale) as client:
+        if client is None:
+            labels, inertia, probabilities = predictor(features.X)
+        else:
+            from softkm import dask_engine
+
+            labels, inertia, probabilities = dask_engine.predict_array(client, predictor, features.X)
     _check_finite_inertia(inertia)
-    probabilities = None
-    if temperature is not None:
-        probabilities = engine.predict_proba(features.X, model.centroids, model.preprocessing, model.dtype, temperature)
     table = labels_table(kept, features, labels, outputs.keep, probabilities)
     output_closed = _write_outputs(table, None, source, outputs)
-    return AssignJob(model, features, inertia, output_closed)
+    return AssignJob(model, features.X.shape[0], features.n_dropped, inertia, output_closed)
+
+
+def _assign_batches(model: Model, source: str, read: ReadOptions, outputs: OutputOptions, predictor: "BatchPredictor",
+                    scale: ScaleOptions, memory_limit: int | None) -> tuple[int, int, float]:
+    """Assign Parquet input batch by batch (or partition by partition on Dask); returns the row counts and inertia."""
+    from softkm import streaming
+
+    data = streaming.ParquetInput.open(
+        source, columns=model.feature_names, missing=read.missing, dtype=model.dtype, extra_columns=outputs.keep,
+    )
+    with dask_client(scale) as client:
+        if client is None:
+            batch_rows = streaming.batch_rows_for(memory_limit, len(data.feature_names))
+            return streaming.write_labels(data, outputs.output, predictor, batch_rows=batch_rows, keep=outputs.keep,
+                                          n_clusters=model.n_clusters, probabilities=outputs.probabilities,
+                                          force=outputs.force)
+        from softkm import dask_engine
+
+        return dask_engine.DaskParquetStream(client, data).write_labels(
+            outputs.output, predictor, keep=outputs.keep, n_clusters=model.n_clusters,
+            probabilities=outputs.probabilities, force=outputs.force,
+        )
+
 
 
 def labels_table(kept, features: FeatureData, labels: np.ndarray, keep: list[str], probabilities=None):
@@ -268,6 +464,17 @@ def _check_finite_inertia(inertia: float) -> None:
             f"the inertia is {inertia} because the squared distances exceed the float64 range; "
             "divide the features by a constant factor or pass --standardize"
         )
+
+
+def _write_model_files(model: Model, source: str, outputs: OutputOptions) -> None:
+    """Write the centroids table and the model file, where requested, renamed into place together."""
+    input_path = None if source == "-" else source
+    with output_set(force=outputs.force, input_path=input_path) as files:
+        if outputs.centroids:
+            files.add_table(centroids_table(model), outputs.centroids)
+        if outputs.model:
+            files.add_text(model.to_json(), outputs.model)
+
 
 
 def _probability_temperature(mode: str, temperature: float | None, scale: float | None, tau: float | None,

@@ -16,7 +16,8 @@ import pytest
 from softkm import engine, parallel
 from softkm.chunks import ChunkedData
 from softkm.hamerly import hamerly
-from softkm.lloyd import assignment_pass, lloyd
+from softkm.kernels import assign_chunk, row_norms_squared
+from softkm.lloyd import lloyd
 from softkm.preprocessing import Preprocessing
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -31,9 +32,8 @@ def working_data(X, dtype, sample_weight=None, chunk_size=None, n_clusters=4):
 
 
 def final_labels(data, centroids):
-    labels = np.empty(data.n_samples, dtype=np.int64)
-    nearest = np.empty(data.n_samples, dtype=data.X.dtype)
-    assignment_pass(data, centroids, labels, nearest)
+    working = centroids.astype(data.X.dtype)
+    labels, _ = assign_chunk(data.X, data.x_squared_norms, working, row_norms_squared(working))
     return labels
 
 
