@@ -336,21 +336,22 @@ def _relaxed_block(
 ) -> None:
     """Add one block's relaxed statistics to ``total``, and write its memberships if asked.
 
-    The block's buffers are reused in place, and ``p`` is never normalised as a whole.
-    With ``E = exp(logits)`` and ``r = 1 / sum_c E``, ``p = r E``, so the row factor
-    ``r w`` is applied to the (m, d) rows of X and to the weight vector instead of to
-    the (m, k) block.
+    The block is laid out as (n_clusters, m): every per-row reduction (maximum, sum) then
+    runs along contiguous memory, which NumPy vectorises, instead of over rows of only
+    k entries. ``p`` is never normalised as a whole: with ``E = exp(logits)`` and
+    ``r = 1 / sum_c E``, ``p = r E``, so the row factor ``r w`` is applied to the (m, d)
+    rows of X and to the weight vector instead of to the (k, m) block.
     """
-    scores = X @ centroids.T  # (m, k), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
-    scores -= half_norms
-    best = scores.max(axis=1)  # (m,)
+    scores = centroids @ X.T  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
+    scores -= half_norms[:, None]
+    best = scores.max(axis=0)  # (m,)
     nearest = x_squared_norms - 2.0 * best  # (m,) squared distance to the nearest centroid
     np.maximum(nearest, 0.0, out=nearest)
 
     # logits = -(d - d_min) / T = 2 (score - best) / T: at most 0, with a 0 in every
     # row. Dividing by T / 2 instead of multiplying keeps 0 at 0 when 2 / T overflows.
     logits = scores
-    logits -= best[:, None]
+    logits -= best
     factor = 2.0 / temperature
     if math.isfinite(factor):
         logits *= factor
@@ -360,33 +361,33 @@ def _relaxed_block(
         np.maximum(logits, _LOGIT_FLOOR, out=logits)
 
     if noise is None:
-        exponentials = np.exp(logits)  # (m, k), the row maximum is exp(0) = 1
+        exponentials = np.exp(logits)  # (k, m), every column's maximum is exp(0) = 1
     else:
-        exponentials = logits + noise
-        exponentials -= exponentials.max(axis=1, keepdims=True)
+        exponentials = logits + noise.T
+        exponentials -= exponentials.max(axis=0)
         np.exp(exponentials, out=exponentials)
-    inverse_sums = 1.0 / exponentials.sum(axis=1)  # (m,), each sum is >= 1
-    mean_logits = np.einsum("ij,ij->i", exponentials, logits)  # (m,)
+    inverse_sums = 1.0 / exponentials.sum(axis=0)  # (m,), each sum is >= 1
+    mean_logits = np.einsum("ij,ij->j", exponentials, logits)  # (m,)
     mean_logits *= inverse_sums  # sum_c p_c logits_c = -(dbar - d_min) / T
 
     if straight_through:
-        winners = np.argmax(exponentials, axis=1)
-        winner_logits = np.take_along_axis(logits, winners[:, None], axis=1)[:, 0]
+        winners = np.argmax(exponentials, axis=0)
+        winner_logits = logits[winners, np.arange(len(winners))]
         row_objective = nearest - temperature * winner_logits
         # G = h + p (logits - mean): the one-hot part is added after the product.
-        logits -= mean_logits[:, None]
+        logits -= mean_logits
     else:
         row_objective = nearest - temperature * mean_logits
         # G = p (1 - (d - dbar) / T) = p (1 + logits - mean).
-        logits += (1.0 - mean_logits)[:, None]
-    logits *= exponentials  # (m, k), G / (r w)
+        logits += 1.0 - mean_logits
+    logits *= exponentials  # (k, m), G / (r w)
     gradient_weights = logits
 
     row_factor = inverse_sums if sample_weight is None else inverse_sums * sample_weight.astype(X.dtype)
     scaled_rows = X * row_factor[:, None]  # (m, d)
-    sums = (gradient_weights.T @ scaled_rows).astype(np.float64)  # (k, d)
-    weights = (row_factor @ gradient_weights).astype(np.float64)  # (k,)
-    mass = (row_factor @ exponentials).astype(np.float64)  # (k,)
+    sums = (gradient_weights @ scaled_rows).astype(np.float64)  # (k, d)
+    weights = (gradient_weights @ row_factor).astype(np.float64)  # (k,)
+    mass = (exponentials @ row_factor).astype(np.float64)  # (k,)
     if straight_through:
         one_hot_sums, one_hot_weights = cluster_sums(X, winners, sample_weight, centroids.shape[0])
         sums += one_hot_sums
@@ -402,7 +403,8 @@ def _relaxed_block(
     total.weights += weights
     total.mass += mass
     if memberships_out is not None:
-        np.multiply(exponentials, inverse_sums[:, None], out=memberships_out)
+        exponentials *= inverse_sums
+        memberships_out[...] = exponentials.T
 
 
 def membership_logits(shifted: np.ndarray, temperature: float) -> np.ndarray:
@@ -430,15 +432,23 @@ def responsibilities_chunk(
 
 
 def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Draw standard Gumbel noise (shape) in the given dtype, as ``-log(E)`` with E ~ Exp(1).
+    """Draw standard Gumbel noise ``-log(-log u)`` (shape) in the given dtype.
 
-    One exponential draw and one logarithm per value, both in ``dtype``. A draw of
-    exactly 0 would give +inf, so E is raised to the smallest normal number first,
-    which bounds the noise by about 87 in float32 and 708 in float64.
+    ``u = (2 j + 1) 2^-24`` for a uniform 23-bit integer j, built from 32 random bits
+    by placing j in the mantissa of a float32 in [1, 2) and subtracting ``1 - 2^-24``,
+    which is exact. So u lies in [2^-24, 1 - 2^-24], both logarithms are finite, and
+    the noise lies in about [-2.8, 16.6]: the upper tail beyond that has probability
+    below 1e-7. The noise is computed in float32, because the random bits, not the
+    arithmetic, are the cost; float64 callers get it converted.
     """
-    dtype = np.dtype(dtype)
-    draws = rng.standard_exponential(size=shape, dtype=dtype)
-    np.maximum(draws, np.finfo(dtype).tiny, out=draws)
-    np.log(draws, out=draws)
-    np.negative(draws, out=draws)
-    return draws
+    size = int(np.prod(shape))
+    words = rng.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size]  # (size,)
+    words >>= 9
+    words |= np.uint32(0x3F800000)  # the exponent of 1.0: a float32 in [1, 2)
+    noise = words.view(np.float32)
+    noise -= np.float32(1.0 - 2.0**-24)
+    np.log(noise, out=noise)
+    np.negative(noise, out=noise)
+    np.log(noise, out=noise)
+    np.negative(noise, out=noise)
+    return noise.reshape(shape).astype(dtype, copy=False)
