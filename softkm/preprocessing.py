@@ -24,6 +24,7 @@ import numpy as np
 
 from softkm.errors import InputError, ModelError
 from softkm.kernels import chunk_slices
+from softkm.parallel import parallel_map
 
 _TRANSFORM_ROWS = 65536
 
@@ -83,11 +84,15 @@ class Preprocessing:
         """
         if out is None:
             out = np.empty(X.shape, dtype=dtype)
-        for rows in chunk_slices(X.shape[0], _TRANSFORM_ROWS):
+
+        def transform_rows(rows: slice) -> None:
             block = X[rows].astype(np.float64)
             block -= self.offset
             block /= self.scale
             out[rows] = block
+
+        for _ in parallel_map(transform_rows, chunk_slices(X.shape[0], _TRANSFORM_ROWS)):
+            pass
         return out
 
     def transform_centroids(self, centroids: np.ndarray) -> np.ndarray:
@@ -154,22 +159,35 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
     if n_samples == 0 or total_weight <= 0:
         return np.zeros(n_features), np.zeros(n_features)
 
+    slices = chunk_slices(n_samples, _TRANSFORM_ROWS)
+
+    def first_pass(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        block = X[rows]
+        total = block.sum(axis=0, dtype=np.float64) if sample_weight is None else sample_weight[rows] @ block.astype(np.float64)
+        return total, block.min(axis=0), block.max(axis=0)
+
     mean = np.zeros(n_features)
-    for rows in chunk_slices(n_samples, _TRANSFORM_ROWS):
-        block = X[rows].astype(np.float64)
-        mean += block.sum(axis=0) if sample_weight is None else sample_weight[rows] @ block
+    smallest = np.full(n_features, np.inf)
+    largest_value = np.full(n_features, -np.inf)
+    for total, low, high in parallel_map(first_pass, slices):
+        mean += total
+        smallest = np.minimum(smallest, low)
+        largest_value = np.maximum(largest_value, high)
     mean /= total_weight
 
-    largest = np.zeros(n_features)
-    for rows in chunk_slices(n_samples, _TRANSFORM_ROWS):
-        largest = np.maximum(largest, np.abs(X[rows].astype(np.float64) - mean).max(axis=0))
+    # The largest |x - mean| of a column is at its minimum or its maximum, and the
+    # subtraction is the same float64 operation as for each element.
+    largest = np.maximum(largest_value.astype(np.float64) - mean, mean - smallest.astype(np.float64))
     unit = np.where(largest > 0, 2.0 ** np.round(np.log2(np.where(largest > 0, largest, 1.0))), 1.0)
 
-    variance = np.zeros(n_features)
-    for rows in chunk_slices(n_samples, _TRANSFORM_ROWS):
+    def second_pass(rows: slice) -> np.ndarray:
         block = (X[rows].astype(np.float64) - mean) / unit
         block *= block
-        variance += block.sum(axis=0) if sample_weight is None else sample_weight[rows] @ block
+        return block.sum(axis=0) if sample_weight is None else sample_weight[rows] @ block
+
+    variance = np.zeros(n_features)
+    for total in parallel_map(second_pass, slices):
+        variance += total
     variance /= total_weight
     return mean, unit * np.sqrt(variance)
 
