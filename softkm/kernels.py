@@ -115,29 +115,21 @@ def distance_block(
     return distances
 
 
+# Up to this many clusters, the scores are laid out as (n_clusters, rows): NumPy's row
+# maximum is vectorised along contiguous memory there, while its row argmax over so few
+# entries pays a per-row overhead several times larger.
+_TRANSPOSED_MAX_CLUSTERS = 32
+
+
 def assign_chunk(
     X: np.ndarray, x_squared_norms: np.ndarray, centroids: np.ndarray, c_squared_norms: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (labels (n_rows,) int64, squared distance to the nearest centroid (n_rows,)).
 
-    Ties go to the lowest cluster index, as ``np.argmax`` returns the first maximum.
-    The distances are computed one block of rows at a time.
+    Ties go to the lowest cluster index. The distances are computed one block of rows
+    at a time.
     """
-    # argmin_c |x|^2 - 2 x.c + |c|^2 = argmax_c x.c - |c|^2 / 2. Halving is exact, so
-    # the scores are exactly -1/2 times the expansion without |x|^2, and this saves a
-    # pass over the block.
-    half_norms = 0.5 * c_squared_norms
-    labels = np.empty(X.shape[0], dtype=np.int64)
-    nearest = np.empty(X.shape[0], dtype=X.dtype)
-    for rows in chunk_slices(X.shape[0], block_rows(centroids.shape[0])):
-        scores = X[rows] @ centroids.T  # (m, k)
-        scores -= half_norms
-        block_labels = np.argmax(scores, axis=1)
-        labels[rows] = block_labels
-        nearest[rows] = np.take_along_axis(scores, block_labels[:, None], axis=1)[:, 0]
-    nearest *= -2.0
-    nearest += x_squared_norms
-    np.maximum(nearest, 0.0, out=nearest)
+    labels, nearest, _ = _assign(X, x_squared_norms, centroids, c_squared_norms, second=False)
     return labels, nearest
 
 
@@ -147,27 +139,53 @@ def assign_two_nearest(
     """Return labels (n_rows,) int64 and squared distances to the nearest and second
     nearest centroids (n_rows,) each, in X's dtype.
 
-    Ties go to the lowest index as in ``assign_chunk``, whose labels and nearest
-    distances this reproduces exactly. With one centroid the second distance is inf.
+    Labels and nearest distances are exactly those of ``assign_chunk``. With one
+    centroid the second distance is inf.
     """
+    return _assign(X, x_squared_norms, centroids, c_squared_norms, second=True)
+
+
+def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
+    """Return labels, nearest and (if ``second``) second-nearest squared distances."""
+    # argmin_c |x|^2 - 2 x.c + |c|^2 = argmax_c x.c - |c|^2 / 2. Halving is exact, so
+    # the scores are exactly -1/2 times the expansion without |x|^2, and this saves a
+    # pass over the block.
+    n_clusters = centroids.shape[0]
     half_norms = 0.5 * c_squared_norms
     n_rows = X.shape[0]
     labels = np.empty(n_rows, dtype=np.int64)
     best = np.empty(n_rows, dtype=X.dtype)
-    second = np.full(n_rows, -np.inf, dtype=X.dtype)
-    for rows in chunk_slices(n_rows, block_rows(centroids.shape[0])):
-        scores = X[rows] @ centroids.T  # (m, k)
-        scores -= half_norms
-        block_labels = np.argmax(scores, axis=1)
-        block_index = np.arange(len(block_labels))
-        labels[rows] = block_labels
-        best[rows] = scores[block_index, block_labels]
-        if centroids.shape[0] > 1:
-            scores[block_index, block_labels] = -np.inf
-            second[rows] = scores.max(axis=1)
+    runner_up = np.full(n_rows, -np.inf, dtype=X.dtype) if second else None
+    transposed = n_clusters <= _TRANSPOSED_MAX_CLUSTERS
+    for rows in chunk_slices(n_rows, block_rows(n_clusters)):
+        if transposed:
+            scores = centroids @ X[rows].T  # (k, m)
+            scores -= half_norms[:, None]
+            block_best = scores.max(axis=0)
+            block_labels = np.empty(len(block_best), dtype=np.int64)
+            # Descending, so that the lowest index among equal scores is written last.
+            for cluster in range(n_clusters - 1, -1, -1):
+                np.copyto(block_labels, cluster, where=scores[cluster] == block_best)
+            labels[rows] = block_labels
+            best[rows] = block_best
+            if second and n_clusters > 1:
+                scores[block_labels, np.arange(len(block_labels))] = -np.inf
+                runner_up[rows] = scores.max(axis=0)
+        else:
+            scores = X[rows] @ centroids.T  # (m, k)
+            scores -= half_norms
+            block_labels = np.argmax(scores, axis=1)
+            block_index = np.arange(len(block_labels))
+            labels[rows] = block_labels
+            best[rows] = scores[block_index, block_labels]
+            if second:
+                scores[block_index, block_labels] = -np.inf
+                runner_up[rows] = scores.max(axis=1)
     nearest = x_squared_norms - 2.0 * best
     np.maximum(nearest, 0.0, out=nearest)
-    second_nearest = x_squared_norms - 2.0 * second
+    if not second:
+        return labels, nearest, None
+    second_nearest = x_squared_norms - 2.0 * runner_up
     np.maximum(second_nearest, 0.0, out=second_nearest)
     return labels, nearest, second_nearest
 
