@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pa_compute
 
 from softkm.errors import InputError, InputWarning, OptionError
 
@@ -427,18 +429,23 @@ def _warn_float32_rounding(X: np.ndarray, cast: np.ndarray, feature_names: list[
     near 1e7 the spacing of float32 numbers is 1. The fit then runs on rounded data.
     """
     for column, name in enumerate(feature_names):
-        spread = float(np.std(X[:, column]))
-        if spread == 0:
-            continue
-        rounding = float(np.max(np.abs(cast[:, column].astype(np.float64) - X[:, column])))
-        if rounding > FLOAT32_ROUNDING_SHARE * spread:
-            warnings.warn(
-                f"column '{name}' loses precision in float32: rounding moves values by up to {rounding:.3g}, "
-                f"{rounding / spread:.0%} of its standard deviation {spread:.3g}; pass --dtype float64, "
-                "or subtract a constant from the column",
-                InputWarning,
-                stacklevel=2,
-            )
+        _warn_column_rounding(name, X[:, column], cast[:, column])
+
+
+def _warn_column_rounding(name: str, values: np.ndarray, cast: np.ndarray) -> None:
+    """Warn when the float32 ``cast`` (n_samples,) of float64 ``values`` moves them by a visible part of their spread."""
+    spread = float(np.std(values))
+    if spread == 0:
+        return
+    rounding = float(np.max(np.abs(cast.astype(np.float64) - values)))
+    if rounding > FLOAT32_ROUNDING_SHARE * spread:
+        warnings.warn(
+            f"column '{name}' loses precision in float32: rounding moves values by up to {rounding:.3g}, "
+            f"{rounding / spread:.0%} of its standard deviation {spread:.3g}; pass --dtype float64, "
+            "or subtract a constant from the column",
+            InputWarning,
+            stacklevel=3,
+        )
 
 
 def _reject_cast(invalid: np.ndarray, X: np.ndarray, feature_names: list[str], keep: np.ndarray, rule: str) -> None:
@@ -452,3 +459,262 @@ def _reject_cast(invalid: np.ndarray, X: np.ndarray, feature_names: list[str], k
         f"value {float(X[row, column])!r} in column '{feature_names[column]}' (data row {data_row}) "
         f"{rule}; pass --dtype float64"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading straight from Arrow
+
+# Max bytes of float64 values decoded at once. A row group with more is read in sets of
+# columns, and one column at a time when a single column exceeds it.
+ARROW_STEP_BYTES = 1024 * 1024
+
+# Rows moved at once when rows with missing values are removed from the feature matrix.
+COMPACT_ROWS = 65_536
+
+
+class _NotExact(Exception):
+    """The input needs the DataFrame path of ``extract_features`` to be read or reported exactly."""
+
+
+def extract_features_from_arrow(
+    table_input,
+    *,
+    columns: list[str] | None = None,
+    exclude: list[str] | None = None,
+    weights: str | None = None,
+    missing: str = "error",
+    dtype: str = "float64",
+) -> FeatureData | None:
+    """Build the ``FeatureData`` of a ``softkm.tables.ArrowInput`` without a DataFrame.
+
+    The result is what ``extract_features`` returns for the frame of ``table_input.frames``,
+    array for array. The values go into one preallocated C-contiguous
+    (n_samples, n_features) array of ``dtype``. They are read one row group at a time, and
+    only as many columns at once as fit ARROW_STEP_BYTES in float64 (at least one).
+
+    Returns None instead of raising when the input has an invalid value or option, a
+    column type other than integer, floating point, boolean, text or null, a stored
+    pandas index, or Parquet content that cannot be read. The caller then reads the frame
+    with ``frames`` and calls ``extract_features``, which raises the error that the user
+    should see.
+    """
+    try:
+        return _extract_from_arrow(table_input, columns, exclude, weights, missing, dtype)
+    except (_NotExact, InputError, OptionError, pa.ArrowException, OSError):
+        return None
+
+
+def _extract_from_arrow(table_input, columns, exclude, weights, missing: str, dtype: str) -> FeatureData:
+    _check_options(missing, dtype)
+    if columns is not None and not columns:
+        raise _NotExact()
+    schema = table_input.schema
+    names = list(schema.names)
+    if len(set(names)) != len(names) or not table_input.has_plain_columns():
+        raise _NotExact()
+    row_groups = table_input.row_groups
+    if sum(row_groups) == 0:
+        raise _NotExact()
+
+    labels = {name: name for name in names}
+    _check_column_options(labels, columns, exclude, weights)
+    kinds = {field.name: _arrow_kind(field.type) for field in schema}
+    feature_names, skipped_columns = _arrow_feature_names(table_input, names, kinds, columns, exclude, weights)
+    if weights is not None and kinds[weights] not in ("numeric", "boolean"):
+        raise _NotExact()
+
+    X, sample_weight, keep = _read_arrow_matrix(table_input, row_groups, feature_names, weights, missing, dtype)
+    if sample_weight is not None and not np.any(sample_weight > 0):
+        raise _NotExact()
+    if X.dtype == np.float32:
+        _warn_arrow_rounding(table_input, row_groups, feature_names, schema, keep, X)
+
+    return FeatureData(
+        X=X,
+        feature_names=feature_names,
+        sample_weight=sample_weight,
+        row_index=np.flatnonzero(keep).astype(np.int64),
+        n_dropped=int(keep.size - X.shape[0]),
+        skipped_columns=skipped_columns,
+    )
+
+
+def _arrow_kind(arrow_type: pa.DataType) -> str | None:
+    """Classify an Arrow type as ``_column_kind`` classifies its pandas column, or None if unsupported.
+
+    Null-typed columns count as numeric because they are read as float64 NaN.
+    """
+    if pa.types.is_integer(arrow_type) or arrow_type in (pa.float32(), pa.float64()) or pa.types.is_null(arrow_type):
+        return "numeric"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    return None
+
+
+def _arrow_feature_names(table_input, names, kinds, columns, exclude, weights) -> tuple[list[str], list[str]]:
+    """Choose the features as ``extract_features`` does, returning (feature names, skipped columns)."""
+    if columns is not None:
+        for name in columns:
+            if kinds[name] == "text":
+                # Raises InputError for a text column; a column of Python numbers needs the frame.
+                _check_requested_column(_arrow_series(table_input, name), name)
+            if kinds[name] not in ("numeric", "boolean"):
+                raise _NotExact()
+        return list(columns), []
+
+    left_out = set(exclude or []) | ({weights} if weights is not None else set())
+    feature_names = []
+    skipped = []
+    for name in names:
+        if name in left_out:
+            continue
+        kind = kinds[name]
+        if kind == "text":
+            series = _arrow_series(table_input, name)
+            kind = _column_kind(series)
+            if kind == "text":
+                _reject_numeric_text(series, name, fix="drop the column with --exclude")
+            elif kind == "numeric":
+                raise _NotExact()
+        if kind is None:
+            raise _NotExact()
+        if kind == "numeric":
+            feature_names.append(name)
+        else:
+            skipped.append(name)
+    if not feature_names:
+        raise _NotExact()
+    return feature_names, skipped
+
+
+def _arrow_series(table_input, name: str) -> pd.Series:
+    """Return one column as the pandas Series that the whole frame would hold."""
+    return table_input.read_columns([name]).to_pandas()[name]
+
+
+def _arrow_values(column: pa.ChunkedArray) -> np.ndarray:
+    """Return a numeric or boolean column as float32 or float64 with NaN for nulls.
+
+    Float columns keep their type. Other types are cast to float64 as ``to_pandas`` and
+    NumPy cast them, so integers beyond 2^53 are rounded to the nearest float64.
+    """
+    if column.type in (pa.float32(), pa.float64()):
+        return column.to_numpy()
+    if pa.types.is_boolean(column.type) and column.null_count:
+        # pandas reads such a column as objects, which extract_features converts itself.
+        raise _NotExact()
+    return pa_compute.cast(column, pa.float64(), safe=False).to_numpy()
+
+
+def _column_sets(n_rows: int, names: list[str]) -> list[list[str]]:
+    """Split ``names`` into lists whose float64 values for ``n_rows`` rows fit ARROW_STEP_BYTES."""
+    per_set = max(1, ARROW_STEP_BYTES // max(1, 8 * n_rows))
+    return [names[start:start + per_set] for start in range(0, len(names), per_set)]
+
+
+def _read_arrow_matrix(
+    table_input, row_groups: list[int], feature_names: list[str], weights: str | None, missing: str, dtype: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Read the features into one (n_kept, n_features) array; returns (X, sample_weight, keep).
+
+    Each row group is written at the end of the rows kept so far, and rows with missing or
+    infinite values are then moved out, so X ends as its first n_kept rows. ``keep``
+    (n_rows,) marks the kept input rows. Raises _NotExact where ``extract_features`` would
+    raise: invalid rows under ``missing='error'``, no row left, negative weights and
+    float32 overflow or underflow in a kept row.
+    """
+    n_rows = sum(row_groups)
+    X = np.empty((n_rows, len(feature_names)), dtype=np.dtype(dtype))
+    sample_weight = None if weights is None else np.empty(n_rows, dtype=np.float64)
+    keep = np.empty(n_rows, dtype=bool)
+    positions = {name: position for position, name in enumerate(feature_names)}
+    n_kept = 0
+    first_row = 0
+    for group, group_rows in enumerate(row_groups):
+        block = X[n_kept:n_kept + group_rows]
+        weight_block = None if sample_weight is None else sample_weight[n_kept:n_kept + group_rows]
+        valid = np.ones(group_rows, dtype=bool)
+        cast_problem = np.zeros(group_rows, dtype=bool) if block.dtype == np.float32 else None
+        needed = feature_names + ([weights] if weights is not None else [])
+        for names in _column_sets(group_rows, needed):
+            table = table_input.read_row_group(group, names)
+            for name in names:
+                values = _arrow_values(table.column(name))
+                valid &= np.isfinite(values)
+                if name == weights:
+                    if np.any(values < 0):
+                        raise _NotExact()
+                    weight_block[:] = values
+                else:
+                    _store_column(block, positions[name], values, cast_problem)
+            del table
+
+        if cast_problem is not None and np.any(cast_problem & valid):
+            raise _NotExact()
+        keep[first_row:first_row + group_rows] = valid
+        first_row += group_rows
+        if valid.all():
+            n_kept += group_rows
+            continue
+        if missing == "error":
+            raise _NotExact()
+        _compact_rows(block, valid)
+        if weight_block is not None:
+            _compact_rows(weight_block, valid)
+        n_kept += int(np.count_nonzero(valid))
+
+    if n_kept == 0:
+        raise _NotExact()
+    return X[:n_kept], None if sample_weight is None else sample_weight[:n_kept], keep
+
+
+def _store_column(block: np.ndarray, position: int, values: np.ndarray, cast_problem: np.ndarray | None) -> None:
+    """Write ``values`` into column ``position`` of ``block``, marking float32 overflow and underflow.
+
+    The marks go into ``cast_problem`` (n_rows,) for float32 blocks: a finite value that
+    becomes infinite, or a non-zero value below the smallest normal float32.
+    """
+    with np.errstate(over="ignore"):
+        block[:, position] = values
+    if cast_problem is None:
+        return
+    cast = block[:, position]
+    magnitude = np.abs(cast)
+    if values.dtype == np.float64:
+        cast_problem |= np.isinf(magnitude) & np.isfinite(values)
+    cast_problem |= (magnitude < np.finfo(np.float32).tiny) & (values != 0)
+
+
+def _compact_rows(block: np.ndarray, valid: np.ndarray) -> None:
+    """Move the rows of ``block`` marked in ``valid`` to its start, in order, COMPACT_ROWS at a time.
+
+    Rows are only moved towards the start, and each part is copied before it is written,
+    so no row is overwritten before it is moved.
+    """
+    written = 0
+    for start in range(0, valid.size, COMPACT_ROWS):
+        rows = block[start:start + COMPACT_ROWS][valid[start:start + COMPACT_ROWS]]
+        block[written:written + rows.shape[0]] = rows
+        written += rows.shape[0]
+
+
+def _warn_arrow_rounding(table_input, row_groups, feature_names, schema, keep: np.ndarray, X: np.ndarray) -> None:
+    """Issue the float32 rounding warnings of ``extract_features`` for the columns that are not float32.
+
+    Each such column is read again as float64 for its kept rows, one column at a time.
+    Float32 and boolean columns are exact in float32 and need no check.
+    """
+    for position, name in enumerate(feature_names):
+        arrow_type = schema.field(name).type
+        if arrow_type == pa.float32() or pa.types.is_boolean(arrow_type):
+            continue
+        parts = []
+        first_row = 0
+        for group, group_rows in enumerate(row_groups):
+            values = _arrow_values(table_input.read_row_group(group, [name]).column(name))
+            parts.append(values[keep[first_row:first_row + group_rows]])
+            first_row += group_rows
+        values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        _warn_column_rounding(name, values, X[:, position])

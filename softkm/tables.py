@@ -146,6 +146,150 @@ def read_table_with_text(
     return _read_csv(data, name, delimiter=delimiter, decimal=decimal, header=header, text_columns=text_columns)
 
 
+def open_input(
+    source: str,
+    *,
+    text_columns: list[str],
+    delimiter: str | None = None,
+    decimal: str | None = None,
+    header: bool = True,
+) -> ArrowInput:
+    """Open a table for reading column by column into NumPy arrays, without a DataFrame.
+
+    A Parquet file given by its path is not read here: ``ArrowInput`` reads its columns
+    from disk when they are needed. Standard input and gzip-compressed files are read
+    into memory, and CSV is parsed into an Arrow table, with the errors that
+    ``read_table_with_text`` raises for them. Errors in Parquet content surface later,
+    from ``ArrowInput.frames``.
+    """
+    name = STDIN_NAME if source == "-" else source
+    if source != "-" and _starts_with(source, PARQUET_MAGIC):
+        return ArrowInput(name, parquet_source=source)
+
+    data = _read_source_bytes(source)
+    data = _decompress_if_gzip(data, name)
+    data = _utf16_to_utf8(data, name)
+    if data.startswith(PARQUET_MAGIC):
+        return ArrowInput(name, parquet_source=pa.py_buffer(data))
+
+    _check_text(data, name)
+    table, text_table = _read_csv_arrow(
+        data, name, delimiter=delimiter, decimal=decimal, header=header, text_columns=text_columns
+    )
+    return ArrowInput(name, table=table, text_table=text_table)
+
+
+class ArrowInput:
+    """An input table whose columns are read through Arrow, one row group at a time.
+
+    It contains either a Parquet source (a file path, or the bytes of standard input or
+    of a gzip-compressed file) or a parsed CSV table with its text columns. A Parquet
+    file is opened lazily and raises ``pa.ArrowException`` or ``OSError`` when it
+    cannot be read. ``frames`` reads the whole table as ``read_table_with_text`` does,
+    with its checks and errors.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        parquet_source: str | pa.Buffer | None = None,
+        table: pa.Table | None = None,
+        text_table: pa.Table | None = None,
+    ) -> None:
+        self.name = name
+        self._parquet_source = parquet_source
+        self._parquet_file: pq.ParquetFile | None = None
+        self._table = table
+        self._text_table = text_table
+
+    @property
+    def is_parquet(self) -> bool:
+        return self._parquet_source is not None
+
+    def _parquet(self) -> pq.ParquetFile:
+        if self._parquet_file is None:
+            source = self._parquet_source
+            if isinstance(source, pa.Buffer):
+                source = pa.BufferReader(source)
+            self._parquet_file = pq.ParquetFile(source)
+        return self._parquet_file
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema, with the pandas metadata of a Parquet file written by pandas."""
+        return self._parquet().schema_arrow if self.is_parquet else self._table.schema
+
+    @property
+    def row_groups(self) -> list[int]:
+        """The number of rows in each part read at once: a Parquet row group, or the whole CSV table."""
+        if not self.is_parquet:
+            return [self._table.num_rows]
+        metadata = self._parquet().metadata
+        return [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
+
+    def has_plain_columns(self) -> bool:
+        """Return whether the schema's names are exactly the columns of ``frames``.
+
+        They differ when pandas stored an index that ``frames`` turns into a column or
+        drops, or column labels that are not strings.
+        """
+        metadata = self.schema.pandas_metadata
+        if metadata is None:
+            return True
+        for index in metadata.get("index_columns", []):
+            if not (isinstance(index, dict) and index.get("kind") == "range" and index.get("name") is None):
+                return False
+        if any(level.get("pandas_type") != "unicode" for level in metadata.get("column_indexes", [])):
+            return False
+        return all(column.get("name") == column.get("field_name") for column in metadata.get("columns", []))
+
+    def read_row_group(self, group: int, columns: list[str]) -> pa.Table:
+        """Read ``columns`` of one row group, with null-typed columns cast to float64."""
+        if self.is_parquet:
+            table = self._parquet().read_row_group(group, columns=columns)
+        else:
+            table = self._table.select(columns)
+        return _null_columns_to_float(table)
+
+    def read_columns(self, columns: list[str]) -> pa.Table:
+        """Read ``columns`` of every row, with null-typed columns cast to float64."""
+        if self.is_parquet:
+            table = self._parquet().read(columns=columns)
+        else:
+            table = self._table.select(columns)
+        return _null_columns_to_float(table)
+
+    def text_frame(self, text_columns: list[str]) -> pd.DataFrame:
+        """Return the ``text_columns`` that exist, as ``read_table_with_text`` returns them.
+
+        Parquet columns are converted as stored. CSV columns are the text of their cells.
+        """
+        if not self.is_parquet:
+            return self._text_table.to_pandas()
+        present = [column for column in dict.fromkeys(text_columns) if column in self.schema.names]
+        if not present:
+            return pd.DataFrame()
+        return self.read_columns(present).to_pandas()
+
+    def frames(self, text_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Read the whole table and its ``text_columns`` as ``read_table_with_text`` does."""
+        if not self.is_parquet:
+            return self._table.to_pandas(), self._text_table.to_pandas()
+        data = self._parquet_source
+        frame = _read_parquet(_read_source_bytes(data) if isinstance(data, str) else data, self.name)
+        return frame, frame[[column for column in text_columns if column in frame.columns]]
+
+
+def _starts_with(path: str, prefix: bytes) -> bool:
+    """Return whether the file at ``path`` starts with ``prefix``, and False when it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(prefix)) == prefix
+    except OSError:
+        return False
+
+
 def _read_source_bytes(source: str) -> bytes:
     if source == "-":
         return sys.stdin.buffer.read()
@@ -238,7 +382,7 @@ def _looks_binary(sample: bytes) -> bool:
     return control_count > 0.01 * len(sample)
 
 
-def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+def _read_parquet(data: bytes | pa.Buffer, name: str) -> pd.DataFrame:
     try:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as error:
@@ -285,6 +429,16 @@ def _check_unique_names(names: list[str], name: str) -> None:
 def _read_csv(
     data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool, text_columns: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table, text_table = _read_csv_arrow(
+        data, name, delimiter=delimiter, decimal=decimal, header=header, text_columns=text_columns
+    )
+    return table.to_pandas(), text_table.to_pandas()
+
+
+def _read_csv_arrow(
+    data: bytes, name: str, *, delimiter: str | None, decimal: str | None, header: bool, text_columns: list[str]
+) -> tuple[pa.Table, pa.Table]:
+    """Parse CSV text into (the table, its ``text_columns`` as text), as ``read_table_with_text`` describes."""
     start = _text_start(data)
     # The sample extends to the end of the first line, however long the header is.
     first_break = LINE_BREAK.search(data, start)
@@ -329,7 +483,7 @@ def _read_csv(
         text_table = _parse_csv(
             text, name, column_names, delimiter, decimal, skip_rows=1 if header else 0, text_columns=present
         )
-    return table.to_pandas(), text_table.to_pandas()
+    return table, text_table
 
 
 def _text_start(data: bytes) -> int | None:

@@ -16,19 +16,19 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from softkm import engine
 from softkm.errors import InputError, OptionError
-from softkm.features import FeatureData, extract_features, warn_skipped_columns
+from softkm.features import FeatureData, extract_features, extract_features_from_arrow, warn_skipped_columns
 from softkm.model import Model
 from softkm.tables import (
     OutputClosed,
     check_output_path,
     output_format,
+    open_input,
     output_set,
     read_table,
-    read_table_with_text,
-
 )
 
 
@@ -102,12 +102,55 @@ class AssignJob:
 
 
 
-def load_features(source: str, options: ReadOptions, keep: list[str] | None = None):
-    """Read ``source`` and return (the table, its ``FeatureData``, the ``keep`` columns as text)."""
-    frame, kept = read_table_with_text(
-        source, text_columns=keep or [], delimiter=options.delimiter, decimal=options.decimal, header=options.header
+def load_features(source: str, options: ReadOptions, keep: list[str] | None = None, check_columns=None):
+    """Read ``source`` and return (its ``ArrowInput``, its ``FeatureData``, the ``keep`` columns).
+
+    The features are read straight into one array (``extract_features_from_arrow``).
+    Inputs that path cannot read exactly, and every input error, go through a DataFrame
+    and ``extract_features``, which raise the errors. ``check_columns(column_names)``
+    may raise InputError for a table that lacks columns. It runs after the check of the
+    ``keep`` columns.
+    """
+    keep = keep or []
+    table_input = open_input(
+        source, text_columns=keep, delimiter=options.delimiter, decimal=options.decimal, header=options.header
     )
-    _check_keep_columns(frame, keep or [], source)
+    features = None
+    if _has_columns(table_input, keep, check_columns):
+        features = extract_features_from_arrow(
+            table_input,
+            columns=options.columns,
+            exclude=options.exclude,
+            weights=options.weights,
+            missing=options.missing,
+            dtype=options.dtype,
+        )
+    if features is None:
+        features, kept = _load_features_from_frame(table_input, source, options, keep, check_columns)
+    else:
+        kept = table_input.text_frame(keep)
+    warn_skipped_columns(features, keep)
+    return table_input, features, kept
+
+
+def _has_columns(table_input, keep: list[str], check_columns) -> bool:
+    """Return whether the input has the ``keep`` columns and passes ``check_columns``."""
+    try:
+        names = table_input.schema.names
+        _check_keep_columns(names, keep, table_input.name)
+        if check_columns is not None:
+            check_columns(names)
+    except (InputError, pa.ArrowException, OSError):
+        return False
+    return True
+
+
+def _load_features_from_frame(table_input, source: str, options: ReadOptions, keep: list[str], check_columns):
+    """Read the input as a DataFrame and return (its ``FeatureData``, the ``keep`` columns)."""
+    frame, kept = table_input.frames(keep)
+    _check_keep_columns(frame.columns, keep, source)
+    if check_columns is not None:
+        check_columns(frame.columns)
     features = extract_features(
         frame,
         columns=options.columns,
@@ -116,8 +159,24 @@ def load_features(source: str, options: ReadOptions, keep: list[str] | None = No
         missing=options.missing,
         dtype=options.dtype,
     )
-    warn_skipped_columns(features, keep)
-    return frame, features, kept
+    return features, kept
+
+
+def reread_features(table_input, features: FeatureData, options: ReadOptions) -> np.ndarray:
+    """Read the feature values of the rows in ``features`` again, in user units.
+
+    ``engine.fit(copy_x=False)`` overwrites ``features.X`` with working units, so the
+    memberships, which ``engine.predict_proba`` computes from user units, need the
+    input again. The weights column is read too, so that the same rows are dropped.
+    """
+    reread = ReadOptions(columns=features.feature_names, weights=options.weights, missing=options.missing,
+                         dtype=options.dtype)
+    again = extract_features_from_arrow(
+        table_input, columns=reread.columns, weights=reread.weights, missing=reread.missing, dtype=reread.dtype
+    )
+    if again is None:
+        again, _ = _load_features_from_frame(table_input, table_input.name, reread, [], None)
+    return again.X
 
 
 def check_outputs(source: str, outputs: OutputOptions) -> None:
@@ -178,7 +237,10 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
         return _run_fit_batches(source, n_clusters, fit_options, read, outputs, init_path, on_iteration, scale,
                                 memory_limit, explicit_tau)
 
-    frame, features, kept = load_features(source, read, outputs.keep)
+    table_input, features, kept = load_features(source, read, outputs.keep)
+    if not outputs.probabilities:
+        # Only --probabilities reads the input again, and a CSV input keeps its parsed table in memory.
+        table_input = None
     if init_path is not None:
         fit_options["init"] = read_init_centroids(init_path, features.feature_names, n_clusters, read)
     with dask_client(scale) as client, warnings.catch_warnings(record=True) as caught:
@@ -200,8 +262,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
         temperature = _probability_temperature(
             result.mode, result.temperature, result.scale, fit_options["tau"], explicit_tau=explicit_tau
         )
-        # The engine overwrote features.X with working units, so the input is read again from the frame.
-        raw = extract_features(frame, columns=features.feature_names, missing=read.missing, dtype=read.dtype).X
+        raw = reread_features(table_input, features, read)
         probabilities = engine.predict_proba(raw, result.centroids, result.preprocessing, read.dtype, temperature)
 
     labels = labels_table(kept, features, result.labels, outputs.keep, probabilities)
@@ -356,18 +417,17 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
         n_rows, n_dropped, inertia = _assign_batches(model, source, read, outputs, predictor, scale, memory_limit)
         return AssignJob(model, n_rows, n_dropped, inertia)
 
-    frame, kept = read_table_with_text(
-        source, text_columns=outputs.keep, delimiter=read.delimiter, decimal=read.decimal, header=read.header
-    )
+    def check_model_columns(column_names) -> None:
+        missing = [name for name in model.feature_names if name not in column_names]
+        if missing:
+            raise InputError(
+                f"input '{source}' lacks the model's feature column(s) {', '.join(missing)}; "
+                f"the model needs {', '.join(model.feature_names)}"
+            )
 
-    _check_keep_columns(frame, outputs.keep, source)
-    missing = [name for name in model.feature_names if name not in frame.columns]
-    if missing:
-        raise InputError(
-            f"input '{source}' lacks the model's feature column(s) {', '.join(missing)}; "
-            f"the model needs {', '.join(model.feature_names)}"
-        )
-    features = extract_features(frame, columns=model.feature_names, missing=read.missing, dtype=model.dtype)
+    options = ReadOptions(delimiter=read.delimiter, decimal=read.decimal, header=read.header,
+                          columns=model.feature_names, missing=read.missing, dtype=model.dtype)
+    _, features, kept = load_features(source, options, outputs.keep, check_model_columns)
     with dask_client(scale) as client:
         if client is None:
             labels, inertia, probabilities = predictor(features.X)
@@ -519,12 +579,12 @@ def _check_keep_names(keep: list[str], n_clusters: int, probabilities: bool) -> 
         )
 
 
-def _check_keep_columns(frame, keep: list[str], source: str) -> None:
-    missing = [name for name in keep if name not in frame.columns]
+def _check_keep_columns(column_names, keep: list[str], source: str) -> None:
+    missing = [name for name in keep if name not in column_names]
     if missing:
         raise InputError(
             f"--keep column(s) {', '.join(missing)} not found in '{source}'; "
-            f"available columns: {', '.join(map(str, frame.columns))}"
+            f"available columns: {', '.join(map(str, column_names))}"
         )
 
 
