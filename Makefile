@@ -36,6 +36,15 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(VENV)/.installed $@
+
+# Speed and memory against scikit-learn and faiss (a few minutes); rewrites the speed
+# section of docs/benchmarks.md with the figures of this run.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/speed.py --write docs/benchmarks.md
+
 sample-data: $(VENV)/.installed
 	$(BIN)/python scripts/make_sample_data.py
 

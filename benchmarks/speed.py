@@ -363,7 +363,7 @@ def write_section(path: Path, section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per contender (default 5)")
-    parser.add_argument("--max-iter", type=int, default=10, help="Lloyd iterations per fit (default 10)")
+    parser.add_argument("--max-iter", type=int, default=20, help="iterations per fit (default 20)")
     parser.add_argument("--quick", action="store_true", help="shapes 10 times smaller, for a smoke run")
     parser.add_argument("--skip-command", action="store_true", help="skip the whole-command comparison")
     parser.add_argument("--write", type=Path, help="Markdown file whose speed section is replaced")
