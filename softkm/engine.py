@@ -32,6 +32,7 @@ from softkm.kernels import (
     assign_chunk,
     responsibilities_chunk,
     row_norms_squared,
+    squared_residuals,
 )
 from softkm.hamerly import hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
@@ -449,8 +450,7 @@ def _final_assignment(
 
     def assign(chunk: Chunk) -> tuple[np.ndarray, float]:
         chunk_labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
-        residual = chunk.X.astype(np.float64) - working[chunk_labels].astype(np.float64)
-        squared = np.einsum("ij,ij->i", residual, residual)
+        squared = squared_residuals(chunk.X, working, chunk_labels)
         inertia = float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
         return chunk_labels, inertia
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData
-from softkm.kernels import ChunkStats, assign_two_nearest, cluster_sums, row_norms_squared
+from softkm.kernels import ChunkStats, assign_two_nearest, cluster_sums, row_norms_squared, squared_residuals
 from softkm.lloyd import IterationRecord, RunResult, relocate_empty
 from softkm.parallel import parallel_map
 
@@ -189,9 +189,7 @@ def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares
         X = chunk.X[doubt]
         doubt_labels = own[doubt]
         # The exact distance to the own centroid, in float64, tightens the upper bound.
-        residual = X.astype(np.float64)
-        residual -= centroids[doubt_labels]
-        exact = np.sqrt(np.einsum("ij,ij->i", residual, residual))
+        exact = np.sqrt(squared_residuals(X, centroids, doubt_labels))
         chunk_upper[doubt] = exact
         rows = np.flatnonzero(exact > threshold[doubt])
         if len(rows) == 0:

@@ -31,7 +31,7 @@ _MIN_BLOCK_ROWS = 256
 # per-cluster sums cost a fixed overhead per chunk and cluster, so chunks are made
 # larger than a block where the data allows: up to this many entries of X, and small
 # enough that a data set splits into at least _MIN_CHUNKS chunks for the threads.
-_CHUNK_ENTRIES = 1 << 21
+_CHUNK_ENTRIES = 1 << 20
 _MIN_CHUNKS = 8
 
 
@@ -65,6 +65,21 @@ def chunk_slices(n_samples: int, rows: int) -> list[slice]:
 def row_norms_squared(X: np.ndarray) -> np.ndarray:
     """Return ``|x|^2`` for every row of X (n_samples, n_features), in X's dtype."""
     return np.einsum("ij,ij->i", X, X)
+
+
+def squared_residuals(X: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Return ``|x - c_label|^2`` (n_rows,) float64, computed directly in float64.
+
+    Unlike the expansion ``|x|^2 - 2 x.c + |c|^2`` this carries no cancellation error.
+    The float64 copy is made one block of rows at a time, so the temporary stays small.
+    """
+    out = np.empty(X.shape[0])
+    rows_per_block = max(1, _BLOCK_ENTRIES // max(X.shape[1], 1))
+    for rows in chunk_slices(X.shape[0], rows_per_block):
+        residual = X[rows].astype(np.float64)  # (m, d)
+        residual -= centroids[labels[rows]]
+        out[rows] = np.einsum("ij,ij->i", residual, residual)
+    return out
 
 
 @dataclass

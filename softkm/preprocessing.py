@@ -26,7 +26,13 @@ from softkm.errors import InputError, ModelError
 from softkm.kernels import chunk_slices
 from softkm.parallel import parallel_map
 
-_TRANSFORM_ROWS = 65536
+# The float64 copy of a block holds at most this many entries (2 MiB).
+_TRANSFORM_ENTRIES = 1 << 18
+
+
+def _transform_rows(n_features: int) -> int:
+    """Return the rows per block for a float64 temporary of at most _TRANSFORM_ENTRIES."""
+    return max(1, _TRANSFORM_ENTRIES // max(n_features, 1))
 
 # Powers of two whose square is a normal float64 number: 2**-1022 to below 2**1024.
 SQUARED_UNIT_RANGE = (2.0**-511, 2.0**511)
@@ -91,7 +97,7 @@ class Preprocessing:
             block /= self.scale
             out[rows] = block
 
-        for _ in parallel_map(transform_rows, chunk_slices(X.shape[0], _TRANSFORM_ROWS)):
+        for _ in parallel_map(transform_rows, chunk_slices(X.shape[0], _transform_rows(X.shape[1]))):
             pass
         return out
 
@@ -159,7 +165,7 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
     if n_samples == 0 or total_weight <= 0:
         return np.zeros(n_features), np.zeros(n_features)
 
-    slices = chunk_slices(n_samples, _TRANSFORM_ROWS)
+    slices = chunk_slices(n_samples, _transform_rows(n_features))
 
     def first_pass(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         block = X[rows]
