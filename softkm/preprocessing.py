@@ -167,10 +167,15 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
 
     slices = chunk_slices(n_samples, _transform_rows(n_features))
 
+    # Column reductions along axis 0 pay a per-row overhead in NumPy when there are few
+    # columns, so the sums are matrix-vector products and the extremes are taken on
+    # a transposed (n_features, rows) copy.
     def first_pass(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         block = X[rows]
-        total = block.sum(axis=0, dtype=np.float64) if sample_weight is None else sample_weight[rows] @ block.astype(np.float64)
-        return total, block.min(axis=0), block.max(axis=0)
+        row_weights = np.ones(block.shape[0]) if sample_weight is None else sample_weight[rows]
+        total = row_weights @ block.astype(np.float64)
+        columns = np.ascontiguousarray(block.T)  # (d, m)
+        return total, columns.min(axis=1), columns.max(axis=1)
 
     mean = np.zeros(n_features)
     smallest = np.full(n_features, np.inf)
@@ -189,7 +194,8 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
     def second_pass(rows: slice) -> np.ndarray:
         block = (X[rows].astype(np.float64) - mean) / unit
         block *= block
-        return block.sum(axis=0) if sample_weight is None else sample_weight[rows] @ block
+        row_weights = np.ones(block.shape[0]) if sample_weight is None else sample_weight[rows]
+        return row_weights @ block
 
     variance = np.zeros(n_features)
     for total in parallel_map(second_pass, slices):
