@@ -105,6 +105,11 @@ class Engine(str, Enum):
     dask = "dask"
 
 
+class Algorithm(str, Enum):
+    hamerly = "hamerly"
+    lloyd = "lloyd"
+
+
 class Optimizer(str, Enum):
     adam = "adam"
     gd = "gd"
@@ -207,6 +212,7 @@ def fit(
     max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Maximum iterations per restart.")] = 300,
     tol: Annotated[float, typer.Option("--tol", min=0.0, help="Hard: total squared centroid shift relative to the mean feature variance. Soft: relative objective change and step relative to sqrt(s).")] = 1e-4,
     seed: SeedOpt = 0,
+    algorithm: Annotated[Algorithm, typer.Option("--algorithm", help="Hard mode on in-memory data: hamerly skips the points that distance bounds prove cannot change cluster; lloyd recomputes every distance. Both give the same labels.")] = Algorithm.hamerly,
     columns: ColumnsOpt = None,
     exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
@@ -240,7 +246,7 @@ def fit(
             mode=mode.value, init="k-means++" if init_is_file else init, n_init=n_init, max_iter=max_iter, tol=tol,
             seed=seed, tau=tau, tau_start=tau_start, anneal_rate=anneal_rate, optimizer=optimizer.value,
             learning_rate=learning_rate, straight_through=straight_through, batch_size=batch_size,
-            standardize=standardize, init_sample=init_sample,
+            standardize=standardize, init_sample=init_sample, algorithm=algorithm.value,
         )
         scale = workflow.ScaleOptions(engine.value, scheduler, memory_limit)
         with _print_warnings(quiet), report.progress(total=max_iter * n_init, enabled=not quiet) as on_iteration:

@@ -281,6 +281,8 @@ def _run_fit_batches(source: str, n_clusters: int, fit_options: dict, read: Read
     """
     from softkm import streaming
 
+    # Streamed and Dask sources run plain Lloyd iterations: the bounds need the data here.
+    fit_options.pop("algorithm", None)
     data = streaming.ParquetInput.open(
         source, columns=read.columns, exclude=read.exclude, weights=read.weights, missing=read.missing,
         dtype=read.dtype, extra_columns=outputs.keep,

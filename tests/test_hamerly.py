@@ -208,3 +208,22 @@ def test_parallel_map_restores_blas_threads():
 def test_set_num_threads_rejects_zero():
     with pytest.raises(ValueError, match="n_threads must be at least 1, got 0"):
         parallel.set_num_threads(0)
+
+
+def test_cli_algorithms_write_same_labels(tmp_path):
+    from typer.testing import CliRunner
+
+    from softkm.cli import app
+
+    source = tmp_path / "blobs.csv"
+    pd.DataFrame(blobs(10, n_samples=3000), columns=[f"x{j}" for j in range(5)]).to_csv(source, index=False)
+    outputs = {}
+    for algorithm in ("hamerly", "lloyd"):
+        labels = tmp_path / f"labels_{algorithm}.csv"
+        result = CliRunner().invoke(
+            app, ["fit", str(source), "-k", "6", "--algorithm", algorithm, "--quiet", "--output", str(labels)]
+        )
+        assert result.exit_code == 0, result.output
+        outputs[algorithm] = labels.read_bytes()
+
+    assert outputs["hamerly"] == outputs["lloyd"]
