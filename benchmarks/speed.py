@@ -1,7 +1,7 @@
 """Speed and memory of softkm against scikit-learn and faiss, measured side by side.
 
 Every comparison runs in this one process (or its children), interleaved run by run,
-so that both sides see the same machine load; the tables report medians with the
+so that both sides see the same machine load. The tables report medians with the
 min-max spread and, above all, ratios. Sections:
 
 1. Lloyd iterations: ``softkm.engine.fit`` against scikit-learn ``KMeans(algorithm=
@@ -195,7 +195,7 @@ pd.DataFrame({"cluster": model.labels_}).to_parquet(output)
 
 
 # Linux carries a process's peak RSS across exec, and a child started by vfork or
-# posix_spawn inherits the parent's. The benchmark process holds large arrays, so the
+# posix_spawn inherits the parent's. The benchmark process keeps large arrays, so the
 # commands are started from this small launcher, whose own peak is a few MB.
 LAUNCHER = """\
 import os, subprocess, sys, time

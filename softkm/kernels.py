@@ -29,8 +29,8 @@ _BLOCK_ENTRIES = 1 << 18
 _MIN_BLOCK_ROWS = 256
 # A chunk, the unit of work handed to a thread, spans one or more distance blocks. The
 # per-cluster sums cost a fixed overhead per chunk and cluster, so chunks are made
-# larger than a block where the data allows: up to this many entries of X, and small
-# enough that a data set splits into at least _MIN_CHUNKS chunks for the threads.
+# larger than a block where the data allows. A chunk holds at most this many entries
+# of X, and a data set splits into at least _MIN_CHUNKS chunks for the threads.
 _CHUNK_ENTRIES = 1 << 20
 _MIN_CHUNKS = 8
 
@@ -172,6 +172,7 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     best = np.empty(n_rows, dtype=X.dtype)
     runner_up = np.full(n_rows, -np.inf, dtype=X.dtype) if second else None
     transposed = n_clusters <= _TRANSPOSED_MAX_CLUSTERS
+
     for rows in chunk_slices(n_rows, block_rows(n_clusters)):
         if transposed:
             scores = centroids @ X[rows].T  # (k, m)
@@ -196,6 +197,7 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
             if second:
                 scores[block_index, block_labels] = -np.inf
                 runner_up[rows] = scores.max(axis=1)
+
     nearest = x_squared_norms - 2.0 * best
     np.maximum(nearest, 0.0, out=nearest)
     if not second:
@@ -206,7 +208,7 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
 
 
 # Up to this many features, per-feature weighted bincounts are the fastest way to sum
-# the rows of each cluster; beyond it, sorting the rows by label once wins.
+# the rows of each cluster. With more features, sorting the rows by label once wins.
 _BINCOUNT_MAX_FEATURES = 8
 
 

@@ -7,7 +7,7 @@ chunk's matrix product run the same single-threaded code path whatever the pool 
 so results do not depend on the number of threads.
 
 The number of threads is the number of usable cores, unless ``SOFTKM_NUM_THREADS``
-or ``set_num_threads`` says otherwise.
+or ``set_num_threads`` sets another count.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import pytest
 
 from softkm import engine, parallel
 from softkm.chunks import ChunkedData
+from softkm.errors import OptionError
 from softkm.hamerly import hamerly
 from softkm.kernels import assign_chunk, row_norms_squared
 from softkm.lloyd import lloyd
@@ -175,7 +176,7 @@ def test_fit_algorithms_agree():
 
 
 def test_fit_rejects_unknown_algorithm():
-    with pytest.raises(Exception, match="algorithm must be one of hamerly, lloyd, got 'elkan'"):
+    with pytest.raises(OptionError, match="algorithm must be one of hamerly, lloyd, got 'elkan'"):
         engine.fit(blobs(0, n_samples=50), 2, algorithm="elkan")
 
 
