@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData, DataSource, draw_sample
-from softkm.errors import ConvergenceWarning, DegenerateDataWarning, OptionError
+from softkm.errors import ConvergenceWarning, DegenerateDataWarning, ModelError, OptionError
 from softkm.initialization import kmeans_plusplus, random_points
 from softkm.kernels import (
     ChunkStats,
@@ -284,7 +284,11 @@ def _run_restarts(
     for restart, restart_seed in enumerate(np.random.SeedSequence(seed).spawn(n_init)):
         init_seed, noise_seed = restart_seed.spawn(2)
         if init_centroids is not None:
-            start = preprocessing.transform_centroids(init_centroids[restart])
+            start = _checked_working_centroids(
+                preprocessing, init_centroids[restart], data.dtype,
+                "initial centroids lie so far from the data that squared distances overflow; "
+                "give starting centroids within the range of the data",
+            )
         else:
             start = initial_centroids(data, n_clusters, init, np.random.default_rng(init_seed), init_sample)
 
@@ -344,7 +348,8 @@ def predict(
     X = _check_data(X, dtype)
     working = preprocessing.transform(X, np.dtype(dtype))
     data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
-    labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids))
+    working_centroids = _checked_working_centroids(preprocessing, centroids, data.dtype, _FAR_MODEL_MESSAGE)
+    labels, inertia = _final_assignment(data, working_centroids)
     return labels, inertia * preprocessing.squared_unit
 
 
@@ -365,7 +370,8 @@ def predict_proba(
         raise OptionError(f"temperature must be finite and > 0, got {temperature}")
     working = preprocessing.transform(X, np.dtype(dtype))
     data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
-    return memberships(data, preprocessing.transform_centroids(centroids), temperature / preprocessing.squared_unit)
+    working_centroids = _checked_working_centroids(preprocessing, centroids, data.dtype, _FAR_MODEL_MESSAGE)
+    return memberships(data, working_centroids, temperature / preprocessing.squared_unit)
 
 
 def memberships(data: ChunkedData, centroids: np.ndarray, temperature: float) -> np.ndarray:
@@ -622,6 +628,29 @@ def _check_init(init, n_clusters: int, n_features: int, n_init: int) -> np.ndarr
     if not np.all(np.isfinite(centroids)):
         raise OptionError("initial centroids contain NaN or infinite values")
     return centroids
+
+
+_FAR_MODEL_MESSAGE = (
+    "the model's centroids lie so far from the data that squared distances overflow; "
+    "check that the model belongs to this data, or refit"
+)
+
+
+def _checked_working_centroids(preprocessing: Preprocessing, centroids: np.ndarray, dtype, message: str) -> np.ndarray:
+    """Map centroids to working units (float64) and check that their squared norms are finite.
+
+    A centroid whose squared norm overflows in the working dtype would turn every score
+    into inf or NaN, so it is rejected with ``message``: an ``OptionError`` for initial
+    centroids, a ``ModelError`` for a model's.
+    """
+    working = preprocessing.transform_centroids(centroids)
+    cast = working.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.all(np.isfinite(cast)) and np.all(np.isfinite(row_norms_squared(cast)))
+    if not finite:
+        error = ModelError if message is _FAR_MODEL_MESSAGE else OptionError
+        raise error(message)
+    return working
 
 
 def _check_positive_int(name: str, value) -> None:

@@ -178,7 +178,8 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
             scores = centroids @ X[rows].T  # (k, m)
             scores -= half_norms[:, None]
             block_best = scores.max(axis=0)
-            block_labels = np.empty(len(block_best), dtype=np.int64)
+            # Zeros, so that a row whose scores are all NaN still gets a valid label.
+            block_labels = np.zeros(len(block_best), dtype=np.int64)
             # Descending, so that the lowest index among equal scores is written last.
             for cluster in range(n_clusters - 1, -1, -1):
                 np.copyto(block_labels, cluster, where=scores[cluster] == block_best)

@@ -30,6 +30,10 @@ from softkm.parallel import parallel_map
 _TRANSFORM_ENTRIES = 1 << 18
 
 
+# Columns with values beyond this magnitude are scaled down before they are summed.
+_HUGE_MAGNITUDE = 2.0**500
+
+
 def _transform_rows(n_features: int) -> int:
     """Return the rows per block for a float64 temporary of at most _TRANSFORM_ENTRIES."""
     return max(1, _TRANSFORM_ENTRIES // max(n_features, 1))
@@ -170,38 +174,56 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
     # Column reductions along axis 0 pay a per-row overhead in NumPy when there are few
     # columns, so the sums are matrix-vector products and the extremes are taken on
     # a transposed (n_features, rows) copy.
-    def first_pass(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        block = X[rows]
-        row_weights = np.ones(block.shape[0]) if sample_weight is None else sample_weight[rows]
-        total = row_weights @ block.astype(np.float64)
-        columns = np.ascontiguousarray(block.T)  # (d, m)
-        return total, columns.min(axis=1), columns.max(axis=1)
+    def extremes(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        columns = np.ascontiguousarray(X[rows].T)  # (d, m)
+        return columns.min(axis=1), columns.max(axis=1)
 
-    mean = np.zeros(n_features)
     smallest = np.full(n_features, np.inf)
     largest_value = np.full(n_features, -np.inf)
-    for total, low, high in parallel_map(first_pass, slices):
-        mean += total
+    for low, high in parallel_map(extremes, slices):
         smallest = np.minimum(smallest, low)
         largest_value = np.maximum(largest_value, high)
+
+    # Sums of values near the float64 limit overflow, so a column with such values is
+    # divided by a power of two (exact) before it is summed, and the moments are scaled
+    # back at the end.
+    magnitude = np.maximum(np.abs(smallest), np.abs(largest_value)).astype(np.float64)
+    huge = magnitude > _HUGE_MAGNITUDE
+    column_scale = np.where(huge, 2.0 ** np.floor(np.log2(np.where(huge, magnitude, 1.0))), 1.0)
+    scaled = bool(huge.any())
+
+    def scaled_block(rows: slice) -> np.ndarray:
+        block = X[rows].astype(np.float64)
+        if scaled:
+            block /= column_scale
+        return block
+
+    def weighted_sum(rows: slice, block: np.ndarray) -> np.ndarray:
+        row_weights = np.ones(block.shape[0]) if sample_weight is None else sample_weight[rows]
+        return row_weights @ block
+
+    mean = np.zeros(n_features)
+    for total in parallel_map(lambda rows: weighted_sum(rows, scaled_block(rows)), slices):
+        mean += total
     mean /= total_weight
 
     # The largest |x - mean| of a column is at its minimum or its maximum, and the
     # subtraction is the same float64 operation as for each element.
-    largest = np.maximum(largest_value.astype(np.float64) - mean, mean - smallest.astype(np.float64))
+    largest = np.maximum(largest_value / column_scale - mean, mean - smallest / column_scale)
     unit = np.where(largest > 0, 2.0 ** np.round(np.log2(np.where(largest > 0, largest, 1.0))), 1.0)
 
     def second_pass(rows: slice) -> np.ndarray:
-        block = (X[rows].astype(np.float64) - mean) / unit
+        block = scaled_block(rows)
+        block -= mean
+        block /= unit
         block *= block
-        row_weights = np.ones(block.shape[0]) if sample_weight is None else sample_weight[rows]
-        return row_weights @ block
+        return weighted_sum(rows, block)
 
     variance = np.zeros(n_features)
     for total in parallel_map(second_pass, slices):
         variance += total
     variance /= total_weight
-    return mean, unit * np.sqrt(variance)
+    return mean * column_scale, unit * np.sqrt(variance) * column_scale
 
 
 def root_mean_square(values: np.ndarray) -> float:
