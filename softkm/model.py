@@ -113,18 +113,30 @@ class Model:
             )
         mode = data.get("mode")
         if mode not in ("hard", "soft", "gumbel"):
-            raise ModelError(f"{source} has an unknown mode {mode!r}")
+            raise ModelError(f"{source} has an unknown mode {mode!r}; expected hard, soft or gumbel, so refit the model")
         names = data.get("feature_names")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise ModelError(f"{source} has no valid feature_names list")
         centroids = _read_matrix(data.get("centroids"), source)
         if centroids.shape[1] != len(names):
             raise ModelError(
-                f"{source} has centroids with {centroids.shape[1]} columns for {len(names)} feature names"
+                f"{source} has centroids with {centroids.shape[1]} columns for {len(names)} feature names; "
+                "refit the model"
+            )
+        n_clusters = data.get("n_clusters")
+        if n_clusters != centroids.shape[0] or isinstance(n_clusters, bool):
+            raise ModelError(
+                f"{source} has n_clusters {n_clusters!r} but {centroids.shape[0]} centroid rows; "
+                "the file was edited or damaged, so refit the model"
+            )
+        if len(set(names)) != len(names):
+            duplicated = sorted({name for name in names if names.count(name) > 1})
+            raise ModelError(
+                f"{source} lists feature name(s) {', '.join(duplicated)} more than once; refit the model"
             )
         dtype = data.get("dtype")
         if dtype not in ("float32", "float64"):
-            raise ModelError(f"{source} has an unsupported dtype {dtype!r}")
+            raise ModelError(f"{source} has an unsupported dtype {dtype!r}; expected float32 or float64, so refit the model")
         preprocessing = Preprocessing.from_dict(data.get("preprocessing") or {}, len(names))
         scale = _optional_positive(data.get("scale"), "scale", source)
         temperature = _optional_positive(data.get("temperature"), "temperature", source)
