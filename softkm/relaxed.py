@@ -174,7 +174,9 @@ def relaxed_pass(
         noise = None
         if noise_key is not None:
             chunk_rng = np.random.default_rng([noise_key, chunk.index])
-            noise = gumbel_noise(chunk_rng, (chunk.X.shape[0], n_clusters), dtype)
+            # Drawn as (n_clusters, rows) and passed transposed: the kernel's block is
+            # cluster-major, so it then reads the noise along contiguous memory.
+            noise = gumbel_noise(chunk_rng, (n_clusters, chunk.X.shape[0]), dtype).T
             noise /= tau
         stats, _ = relaxed_chunk(
             chunk.X,
