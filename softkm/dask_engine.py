@@ -36,6 +36,9 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "install it with pip install 'softkm[dask]'"
     ) from None
 
+# Seconds that connecting to a --scheduler address may take before the command fails.
+CONNECT_TIMEOUT_SECONDS = 10
+
 # Times the scheduler resubmits a task whose worker died before the pass fails.
 TASK_RETRIES = 2
 
@@ -48,26 +51,46 @@ def connect(address: str | None) -> Iterator[distributed.Client]:
     """Yield a client of the scheduler at ``address``, or of a new local cluster.
 
     The local cluster listens on 127.0.0.1 only, runs one worker process per core (the
-    ``LocalCluster`` default) without a dashboard, and is closed on exit.
+    ``LocalCluster`` default) without a dashboard, and is closed on exit. Raises
+    OptionError for an address without a port or with an unknown scheme, and EngineError
+    when the connection to the scheduler times out after CONNECT_TIMEOUT_SECONDS.
     """
+    if address is not None:
+        check_scheduler_address(address)
     cluster = None
     try:
         if address is None:
             cluster = distributed.LocalCluster(host="127.0.0.1", dashboard_address=None, processes=True)
             client = distributed.Client(cluster)
         else:
-            client = distributed.Client(address, timeout="30s")
+            client = distributed.Client(address, timeout=f"{CONNECT_TIMEOUT_SECONDS}s")
     except (OSError, TimeoutError) as error:
         if cluster is not None:
             cluster.close()
-        where = "a local cluster" if address is None else f"the Dask scheduler at '{address}'"
-        raise EngineError(f"cannot connect to {where} ({error}); check the address and that the scheduler runs") from None
+        if address is None:
+            raise EngineError(
+                f"cannot start a local Dask cluster on 127.0.0.1 ({error}); pass --scheduler to use a running scheduler"
+            ) from None
+        raise EngineError(
+            f"cannot connect to the Dask scheduler at '{address}' within {CONNECT_TIMEOUT_SECONDS} s ({error}); "
+            "check the address and that the scheduler runs"
+        ) from None
     try:
         yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def check_scheduler_address(address: str) -> None:
+    """Raise OptionError unless ``address`` names a scheduler by host and port, such as tcp://HOST:8786."""
+    try:
+        distributed.comm.get_address_host_port(address)
+    except ValueError as error:
+        raise OptionError(
+            f"--scheduler {address!r} is not a scheduler address: {error}; write it as tcp://HOST:8786"
+        ) from None
 
 
 class DaskSource:
@@ -293,10 +316,15 @@ class DaskParquetStream:
             dask.delayed(_label_partition, pure=False)(part, predictor, n_clusters, probabilities)
             for part in self._read_partitions(list(keep))
         ]
-        futures = self.client.compute(tasks, retries=TASK_RETRIES)
         n_assigned = n_dropped = 0
         inertia = 0.0
+        # The output is opened before the tasks are submitted, so that an unusable output
+        # fails before the workers run anything.
+        # NOTE: a write that fails later closes the cluster while tasks still run, and the
+        # LocalCluster's workers then log a CancelledError warning to stderr. Cancelling
+        # the futures first does not prevent it in distributed 2026.8.0.
         with LabelsWriter(destination, force=force, input_path=self.input.source) as writer:
+            futures = self.client.compute(tasks, retries=TASK_RETRIES)
             for position in range(len(futures)):
                 table, assigned, dropped, partition_inertia = gather(futures[position])
                 futures[position] = None

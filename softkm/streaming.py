@@ -21,18 +21,27 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pa_compute
-import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
 
 from softkm.chunks import Chunk, ChunkedData
 from softkm.errors import InputError, OptionError, OutputError
+from softkm.features import (
+    _check_column_options,
+    _check_options,
+    _check_requested_column,
+    _describe_columns,
+    _describe_text_value,
+    _reject_numeric_text,
+    warn_skipped_columns,
+)
 from softkm.kernels import ChunkStats
 from softkm.preprocessing import DataMoments, MomentSums, Preprocessing
-from softkm.tables import OutputClosed, atomic_output, output_format
+from softkm.tables import OutputClosed, atomic_output, check_output_path, is_stream, output_format
 
 # Rows per batch when no --memory-limit is given: 65536 rows of 32 float64 features
 # take 16 MiB per copy.
@@ -44,6 +53,12 @@ _MAX_BATCH_ROWS = 1 << 20
 # dtype cast and the working-unit copy), and the limit keeps room for the same again
 # in the Parquet reader's buffers, the initialisation sample and the interpreter.
 _COPIES_PER_BATCH = 8
+
+# Rows of a text column that decide whether it contains numbers stored as text.
+TEXT_SAMPLE_ROWS = 65_536
+
+# File and folder names that folder discovery leaves out, as pyarrow.dataset does by default.
+_IGNORED_PREFIXES = (".", "_")
 
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][0-9]+)?)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
@@ -87,13 +102,14 @@ def is_dataset_path(source: str) -> bool:
 
 
 def resolve_parquet_files(source: str) -> list[str]:
-    """Return the Parquet files of a file, a folder (searched recursively) or a glob, sorted by path.
+    """Return the files of a file, a folder (searched recursively) or a glob, sorted by path.
 
-    In a folder, files whose names start with '.' or '_' (such as ``_SUCCESS``) are
-    left out, as pyarrow's dataset discovery does.
+    In a folder, files and subfolders whose names start with '.' or '_' (such as
+    ``_SUCCESS``) are left out, as pyarrow's dataset discovery does. The files are not
+    opened here; ``ParquetInput.open`` checks that each is a Parquet file.
     """
     if os.path.isdir(source):
-        files = sorted(pa_dataset.dataset(source, format="parquet").files)
+        files = _folder_files(source)
         if not files:
             raise InputError(f"input folder '{source}' contains no Parquet files")
         return files
@@ -105,6 +121,14 @@ def resolve_parquet_files(source: str) -> list[str]:
     if not os.path.exists(source):
         raise InputError(f"input file '{source}' not found; check the path")
     return [source]
+
+
+def _folder_files(folder: str) -> list[str]:
+    files = []
+    for root, subfolders, names in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not name.startswith(_IGNORED_PREFIXES)]
+        files += [os.path.join(root, name) for name in names if not name.startswith(_IGNORED_PREFIXES)]
+    return sorted(files)
 
 
 @dataclass
@@ -126,7 +150,12 @@ class RawBatch:
 
 @dataclass
 class ParquetInput:
-    """The feature columns of Parquet files, read and checked batch by batch."""
+    """The feature columns of Parquet files, read and checked batch by batch.
+
+    ``column_types`` maps every column that is read to the type it has in every file
+    after numeric promotion. ``skipped_columns`` are the non-numeric columns that the
+    default feature selection left out.
+    """
 
     source: str
     files: list[str]
@@ -134,8 +163,9 @@ class ParquetInput:
     weights: str | None
     missing: str
     dtype: str
-    schema: pa.Schema
+    column_types: dict[str, pa.DataType]
     row_groups: list[tuple[int, int, int]]
+    skipped_columns: list[str]
 
     @classmethod
     def open(
@@ -149,53 +179,58 @@ class ParquetInput:
         dtype: str = "float64",
         extra_columns: list[str] | None = None,
     ) -> "ParquetInput":
-        """Find the files and the feature columns, from the files' metadata only.
+        """Find the files and the feature columns, from the files' metadata and a sample of text columns.
 
-        Without ``columns`` the features are every integer or floating-point column of
-        the first file's schema except ``exclude`` and ``weights``; with ``columns``
-        exactly those, each numeric or boolean. ``extra_columns`` must exist too.
+        The features are chosen as ``softkm.features.extract_features`` chooses them, with
+        its messages: without ``columns`` every numeric column except ``exclude`` and
+        ``weights``, with ``columns`` exactly those, each numeric or boolean. A text column
+        that looks numeric raises InputError, and the other non-numeric columns that are
+        not in ``extra_columns`` (the ``--keep`` columns) are named in an InputWarning.
+        Every file must have the columns that are read, each with one type up to numeric
+        promotion (int64 and double, for example). Otherwise InputError names the column
+        and the files.
         """
-        if missing not in ("error", "drop"):
-            raise OptionError(f"missing-value policy {missing!r} is invalid; use 'error' or 'drop'")
+        _check_options(missing, dtype)
+        if columns is not None and not columns:
+            raise OptionError("--columns names no column; name at least one feature column or omit it")
+        extra_columns = list(extra_columns or [])
         files = resolve_parquet_files(source)
-        row_groups = []
-        schema = None
-        for file_index, path in enumerate(files):
-            metadata = _read_metadata(path)
-            if schema is None:
-                schema = metadata.schema.to_arrow_schema()
-            for group in range(metadata.num_row_groups):
-                row_groups.append((file_index, group, metadata.row_group(group).num_rows))
+        schemas, row_groups = _read_layouts(source, files)
         if sum(rows for _, _, rows in row_groups) == 0:
             raise InputError(f"input '{source}' has no data rows")
 
-        names = schema.names
-        requested = list(columns or []) + list(exclude or []) + list(extra_columns or [])
-        requested += [weights] if weights is not None else []
-        unknown = [name for name in requested if name not in names]
+        names = list(dict.fromkeys(name for schema in schemas for name in schema.names))
+        _check_column_options({name: name for name in names}, columns, exclude, weights)
+        unknown = [name for name in extra_columns if name not in names]
         if unknown:
             raise InputError(
-                f"column(s) {', '.join(unknown)} not found in '{source}'; available columns: {', '.join(names)}"
+                f"--keep column(s) {', '.join(unknown)} not found in '{source}'; available columns: {', '.join(names)}"
             )
-        if columns is not None:
+
+        if columns is None:
+            left_out = set(exclude or []) | ({weights} if weights is not None else set())
+            candidates = [name for name in names if name not in left_out]
+        else:
+            candidates = list(columns)
+        read = list(dict.fromkeys(candidates + ([weights] if weights is not None else []) + extra_columns))
+        column_types = _column_types(source, files, schemas, read, excludable=set() if columns else set(candidates))
+
+        sample = _ColumnSample(files, row_groups)
+        skipped_columns: list[str] = []
+        if columns is None:
+            feature_names, skipped_columns = _default_feature_names(source, names, candidates, column_types, sample)
+        else:
             feature_names = list(columns)
             for name in feature_names:
-                if not _is_number_type(schema.field(name).type, allow_bool=True):
-                    raise InputError(
-                        f"feature column '{name}' of '{source}' has type {schema.field(name).type}, not a number; "
-                        "leave it out of --columns"
-                    )
-        else:
-            skipped = set(exclude or []) | ({weights} if weights else set())
-            feature_names = [
-                field.name for field in schema
-                if field.name not in skipped and _is_number_type(field.type, allow_bool=False)
-            ]
-            if not feature_names:
-                raise InputError(f"input '{source}' has no numeric column to cluster; name the features with --columns")
-        if weights is not None and not _is_number_type(schema.field(weights).type, allow_bool=True):
-            raise InputError(f"weights column '{weights}' of '{source}' is not numeric; pass a numeric column to --weights")
-        return cls(source, files, feature_names, weights, missing, dtype, schema, row_groups)
+                _check_requested_type(source, name, column_types[name], sample)
+        if weights is not None and not _is_feature_type(column_types[weights], allow_bool=True):
+            raise InputError(
+                f"weights column '{weights}' is not numeric: {_describe_text_value(sample.series(weights))}; "
+                "pass a numeric column to --weights"
+            )
+        # warn_skipped_columns reads only the skipped_columns field of the FeatureData it is given.
+        warn_skipped_columns(SimpleNamespace(skipped_columns=skipped_columns), extra_columns)
+        return cls(source, files, feature_names, weights, missing, dtype, column_types, row_groups, skipped_columns)
 
     @property
     def n_rows(self) -> int:
@@ -261,7 +296,21 @@ class ParquetInput:
             sample_weight = None if sample_weight is None else sample_weight[valid]
 
         X = self._cast(X, valid, first_row)
-        return RawBatch(X, sample_weight, valid, table.select(extra_columns), n_rows)
+        return RawBatch(X, sample_weight, valid, self._extra_table(table, extra_columns), n_rows)
+
+    def _extra_table(self, table: pa.Table, extra_columns: list[str]) -> pa.Table:
+        """Select ``extra_columns`` with the types they have in every file, so that all batches share one schema."""
+        table = table.select(extra_columns)
+        schema = pa.schema([(name, self.column_types[name]) for name in extra_columns])
+        if table.schema.equals(schema):
+            return table
+        try:
+            return table.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise InputError(
+                f"cannot convert the --keep columns of '{self.source}' to the types {schema.types} that they "
+                f"have across its files ({error}); convert each to one type in every file"
+            ) from None
 
     def _describe_row(self, values: np.ndarray, sample_weight: np.ndarray | None, row: int) -> str:
         names = list(self.feature_names)
@@ -507,10 +556,13 @@ def labels_batch_table(batch: RawBatch, labels: np.ndarray, memberships, n_clust
 
 
 class LabelsWriter:
-    """Write a table batch by batch to a CSV or Parquet file, atomically, or as CSV to stdout.
+    """Write a table batch by batch to a CSV or Parquet file, atomically, or to a stream.
 
-    The file appears under its name only when the ``with`` block ends without an
-    error; until then it is a temporary file in the same folder.
+    A file appears under its name only when the ``with`` block ends without an error.
+    Until then it is a temporary file in the same folder. Streams (``-`` for stdout,
+    FIFOs and character devices such as /dev/null) are written directly, as
+    ``softkm.tables.OutputSet`` writes them, because renaming a file over them would
+    replace the pipe or device node.
     """
 
     def __init__(self, destination: str, *, force: bool, input_path: str | None) -> None:
@@ -520,25 +572,40 @@ class LabelsWriter:
         self.input_path = input_path
         self._stack = contextlib.ExitStack()
         self._parquet: pq.ParquetWriter | None = None
-        self._text = None
+        self._file = None
         self._schema: pa.Schema | None = None
 
     def __enter__(self) -> "LabelsWriter":
         if self.destination == "-":
             sys.stdout.flush()
-            self._text = sys.stdout.buffer
+            self._open_format(sys.stdout.buffer)
             return self
-        path = self._stack.enter_context(
-            atomic_output(self.destination, force=self.force, input_path=self.input_path)
-        )
-        self._path = path
-        if self.format != "parquet":
-            file = self._stack.enter_context(open(path, "wb"))
-            if self.format.endswith(".gz"):
-                # An empty file name and a zero modification time keep the gzip header deterministic.
-                file = self._stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0))
-            self._text = file
+        try:
+            if is_stream(self.destination):
+                check_output_path(self.destination, force=self.force, input_path=self.input_path)
+                file = self._stack.enter_context(self._open_stream())
+            else:
+                path = self._stack.enter_context(
+                    atomic_output(self.destination, force=self.force, input_path=self.input_path)
+                )
+                file = self._stack.enter_context(open(path, "wb"))
+            self._open_format(file)
+        except BaseException:
+            self._stack.close()
+            raise
         return self
+
+    def _open_stream(self):
+        try:
+            return open(self.destination, "wb")
+        except OSError as error:
+            raise OutputError(f"cannot write output '{self.destination}': {error.strerror or error}") from None
+
+    def _open_format(self, file) -> None:
+        if self.format.endswith(".gz"):
+            # An empty file name and a zero modification time keep the gzip header deterministic.
+            file = self._stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0))
+        self._file = file
 
     def write(self, table: pa.Table) -> None:
         """Append one batch; every batch must have the columns of the first."""
@@ -547,17 +614,24 @@ class LabelsWriter:
             self._schema = table.schema
         else:
             table = table.cast(self._schema)
-        try:
+        with self._write_errors():
             if self.format == "parquet":
                 if self._parquet is None:
-                    self._parquet = self._stack.enter_context(pq.ParquetWriter(self._path, self._schema))
+                    self._parquet = self._stack.enter_context(pq.ParquetWriter(self._file, self._schema))
                 self._parquet.write_table(table)
             else:
                 self._write_csv(table, header=first)
-        except BrokenPipeError:
-            from softkm.tables import _redirect_stdout_to_devnull
 
-            _redirect_stdout_to_devnull()
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """Turn a closed pipe into OutputClosed and other write failures into OutputError."""
+        try:
+            yield
+        except BrokenPipeError:
+            if self.destination == "-":
+                from softkm.tables import _redirect_stdout_to_devnull
+
+                _redirect_stdout_to_devnull()
             raise OutputClosed() from None
         except OSError as error:
             raise OutputError(f"cannot write output '{self.destination}': {error.strerror or error}") from None
@@ -569,20 +643,17 @@ class LabelsWriter:
         # Nullable integers print an empty cell for a dropped row's cluster, not 'nan'.
         frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
         # pandas writes floats with repr(), which reads back to the same float64.
-        frame.to_csv(self._text, sep=separator, index=False, header=header, lineterminator="\n", encoding="utf-8")
+        frame.to_csv(self._file, sep=separator, index=False, header=header, lineterminator="\n", encoding="utf-8")
 
     def __exit__(self, error_type, error, traceback) -> None:
-        if self.destination == "-":
-            if error_type is None:
-                try:
-                    self._text.flush()
-                except BrokenPipeError:
-                    from softkm.tables import _redirect_stdout_to_devnull
-
-                    _redirect_stdout_to_devnull()
-                    raise OutputClosed() from None
+        if error_type is not None:
+            self._stack.__exit__(error_type, error, traceback)
             return
-        self._stack.__exit__(error_type, error, traceback)
+        # Closing the Parquet writer, the gzip stream and the file writes their last bytes.
+        with self._write_errors():
+            self._stack.close()
+            if self.destination == "-":
+                sys.stdout.buffer.flush()
 
 
 def estimated_memory_bytes(source: str, n_features_hint: int | None = None) -> int | None:
@@ -614,6 +685,152 @@ def available_memory_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _read_layouts(source: str, files: list[str]) -> tuple[list[pa.Schema], list[tuple[int, int, int]]]:
+    """Return the Arrow schema of every file and the (file index, row group, rows) of every row group."""
+    schemas = []
+    row_groups = []
+    for file_index, path in enumerate(files):
+        if len(files) > 1 and not _starts_with_parquet_magic(path):
+            raise InputError(_not_parquet_message(source, path))
+        metadata = _read_metadata(path)
+        schema = metadata.schema.to_arrow_schema()
+        duplicates = [name for position, name in enumerate(schema.names) if name in schema.names[:position]]
+        if duplicates:
+            raise InputError(f"input '{path}' has two columns named '{duplicates[0]}'; rename one of them")
+        schemas.append(schema)
+        for group in range(metadata.num_row_groups):
+            row_groups.append((file_index, group, metadata.row_group(group).num_rows))
+    return schemas, row_groups
+
+
+def _starts_with_parquet_magic(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError as error:
+        raise InputError(f"cannot read input '{path}': {error.strerror}; check its permissions") from None
+
+
+def _not_parquet_message(source: str, path: str) -> str:
+    if os.path.isdir(source):
+        pattern = os.path.join(source, "*.parquet")
+        return (
+            f"input folder '{source}' contains '{path}', which is not a Parquet file; "
+            f"remove it from the folder or pass a glob such as '{pattern}'"
+        )
+    pattern = os.path.join(os.path.dirname(source), "*.parquet")
+    return (
+        f"input pattern '{source}' matches '{path}', which is not a Parquet file; "
+        f"narrow the pattern to Parquet files, such as '{pattern}'"
+    )
+
+
+def _column_types(
+    source: str, files: list[str], schemas: list[pa.Schema], names: list[str], excludable: set[str]
+) -> dict[str, pa.DataType]:
+    """Return the type that each of ``names`` has in every file, after promotion.
+
+    Types are unified as ``pyarrow.unify_schemas(promote_options="permissive")`` does:
+    integer and floating-point types promote to one numeric type, string to large_string,
+    and a null-typed column takes the other files' type. Raises InputError when a file
+    lacks one of ``names`` or stores it with a type that does not unify. The message
+    suggests --exclude for the ``excludable`` columns.
+    """
+    types = {}
+    for name in names:
+        unified = first_type = first_path = None
+        for path, schema in zip(files, schemas):
+            if name not in schema.names:
+                other = next(other for other, other_schema in zip(files, schemas) if name in other_schema.names)
+                hint = ", or leave it out with --exclude" if name in excludable else ""
+                raise InputError(
+                    f"column '{name}' not found in '{path}', but '{other}' has it; "
+                    f"give every file of '{source}' the same columns{hint}"
+                )
+            field_type = schema.field(name).type
+            if unified is None:
+                unified = field_type
+            else:
+                try:
+                    unified = pa.unify_schemas(
+                        [pa.schema([(name, unified)]), pa.schema([(name, field_type)])], promote_options="permissive"
+                    ).field(name).type
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    raise InputError(
+                        f"column '{name}' has type {first_type} in '{first_path}' but {field_type} in '{path}'; "
+                        "convert it to one type in every file"
+                    ) from None
+            if first_type is None and not pa.types.is_null(field_type):
+                first_type, first_path = field_type, path
+        types[name] = unified
+    return types
+
+
+class _ColumnSample:
+    """The first TEXT_SAMPLE_ROWS values of a column, read from the first file with rows.
+
+    NOTE: the in-memory path looks at every value of a text column, and a stream looks
+    at this sample only. A column whose numbers stored as text start after the sample,
+    or in a later file, is skipped with a warning instead of raising InputError.
+    """
+
+    def __init__(self, files: list[str], row_groups: list[tuple[int, int, int]]) -> None:
+        self.path = files[next(file_index for file_index, _, rows in row_groups if rows > 0)]
+
+    def series(self, name: str):
+        """Read the sample of column ``name`` into a pandas Series of the dtype that the in-memory path gives it."""
+        try:
+            batches = pq.ParquetFile(self.path).iter_batches(batch_size=TEXT_SAMPLE_ROWS, columns=[name])
+            table = pa.Table.from_batches([next(batches)])
+        except (OSError, pa.ArrowException) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(
+                f"cannot read column '{name}' of '{self.path}' ({reason}); check that the file was written completely"
+            ) from None
+        return table.column(name).to_pandas()
+
+
+def _default_feature_names(
+    source: str, names: list[str], candidates: list[str], column_types: dict[str, pa.DataType], sample: _ColumnSample
+) -> tuple[list[str], list[str]]:
+    """Return (the numeric columns, the other columns) among ``candidates``, as ``extract_features`` chooses them.
+
+    Boolean columns are never features by default. A text column whose sample looks
+    numeric raises InputError.
+    """
+    feature_names = []
+    skipped = []
+    for name in candidates:
+        arrow_type = column_types[name]
+        if _is_feature_type(arrow_type, allow_bool=False):
+            feature_names.append(name)
+            continue
+        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+            _reject_numeric_text(sample.series(name), name, fix="drop the column with --exclude")
+        skipped.append(name)
+    if not feature_names:
+        raise InputError(
+            f"input '{source}' has no numeric feature columns (columns found: {_describe_columns(names)}); "
+            "select feature columns with --columns"
+        )
+    return feature_names, skipped
+
+
+def _check_requested_type(source: str, name: str, arrow_type: pa.DataType, sample: _ColumnSample) -> None:
+    """Raise InputError unless a column named in --columns is numeric or boolean, as ``extract_features`` does."""
+    if _is_feature_type(arrow_type, allow_bool=True):
+        return
+    _check_requested_column(sample.series(name), name)
+    # _check_requested_column passes any column that pandas reads as numbers, but a
+    # stream casts the Arrow values to float64 itself and supports only the types above.
+    raise InputError(f"column '{name}' of '{source}' has type {arrow_type}, not a number; remove it from --columns")
+
+
+def _is_feature_type(arrow_type: pa.DataType, allow_bool: bool) -> bool:
+    """Return whether a column of ``arrow_type`` can be a feature; null-typed columns are read as NaN."""
+    return _is_number_type(arrow_type, allow_bool) or pa.types.is_null(arrow_type)
 
 
 def _read_metadata(path: str) -> pq.FileMetaData:

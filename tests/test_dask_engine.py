@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from softkm import engine
 from softkm.cli import app
-from softkm.errors import EngineError, InputError
+from softkm.errors import EngineError, InputError, OutputError
 from softkm.streaming import ParquetInput, ParquetStream
 
 distributed = pytest.importorskip("distributed", reason="Dask is not installed; pip install 'softkm[dask]'")
@@ -182,11 +183,63 @@ def test_cli_unreachable_scheduler(tmp_path):
     X, weights = make_blobs(20)
     write_folder(X, weights, tmp_path / "data")
 
+    started = time.monotonic()
     result = runner.invoke(app, ["fit", str(tmp_path / "data"), "-k", "2", "--engine", "dask",
                                  "--scheduler", "tcp://127.0.0.1:9"])
+    elapsed = time.monotonic() - started
 
     assert result.exit_code == 1
-    assert "softkm: error: cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9'" in result.stderr
+    assert "softkm: error: cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9' within 10 s" in result.stderr
+    assert elapsed < 10 + 15
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("notanaddress", "missing port number in address 'notanaddress'"),
+        ("tcp://127.0.0.1", "missing port number in address '127.0.0.1'"),
+        ("nope://127.0.0.1:8786", "unknown address scheme 'nope'"),
+    ],
+)
+def test_cli_invalid_scheduler_address(tmp_path, address, reason):
+    X, weights = make_blobs(20)
+    write_folder(X, weights, tmp_path / "data")
+
+    result = runner.invoke(app, ["fit", str(tmp_path / "data"), "-k", "2", "--engine", "dask", "--scheduler", address])
+
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"softkm: error: --scheduler {address!r} is not a scheduler address: {reason}")
+    assert lines[0].endswith("; write it as tcp://HOST:8786")
+
+
+def test_cli_dask_writes_dev_null(client, tmp_path):
+    X, weights = make_blobs(50)
+    write_folder(X, weights, tmp_path / "data")
+
+    result = runner.invoke(app, ["fit", str(tmp_path / "data"), "-k", "4", "--columns", "a,b,c", "-o", os.devnull,
+                                 "--centroids", str(tmp_path / "centroids.csv"), "-q",
+                                 "--engine", "dask", "--scheduler", client.scheduler.address])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert len(pd.read_csv(tmp_path / "centroids.csv")) == 4
+
+
+def test_dask_labels_output_checked_before_tasks(client, tmp_path, monkeypatch):
+    X, weights = make_blobs(50)
+    write_folder(X, weights, tmp_path / "data")
+    data = ParquetInput.open(str(tmp_path / "data"), columns=["a", "b", "c"])
+    stream = dask_engine.DaskParquetStream(client, data)
+    submitted = []
+    monkeypatch.setattr(client, "compute", lambda *args, **kwargs: submitted.append(args))
+
+    with pytest.raises(OutputError, match="output folder .* does not exist"):
+        stream.write_labels(str(tmp_path / "missing" / "labels.csv"), lambda X: None, keep=[], n_clusters=4,
+                            probabilities=False, force=False)
+
+    assert submitted == []
 
 
 def test_cli_without_dask_names_extra(tmp_path):

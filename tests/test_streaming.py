@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,8 @@ from typer.testing import CliRunner
 
 from softkm import engine
 from softkm.cli import app
-from softkm.errors import InputError, OptionError
+from softkm.errors import InputError, InputWarning, OptionError
+from softkm.features import extract_features, warn_skipped_columns
 from softkm.streaming import (
     LabelsWriter,
     ParquetInput,
@@ -213,7 +216,8 @@ def test_default_features_skip_text_and_bool(tmp_path):
     frame = pd.DataFrame({"x": [1.0, 2.0], "name": ["a", "b"], "flag": [True, False], "n": [1, 2]})
     write_folder(frame, tmp_path / "data", n_files=1)
 
-    data = ParquetInput.open(str(tmp_path / "data"))
+    with pytest.warns(InputWarning, match="non-numeric column\\(s\\) 'name', 'flag' left out"):
+        data = ParquetInput.open(str(tmp_path / "data"))
 
     assert data.feature_names == ["x", "n"]
 
@@ -221,7 +225,7 @@ def test_default_features_skip_text_and_bool(tmp_path):
 def test_unknown_column_rejected(blobs_folder):
     _, folder = blobs_folder
 
-    with pytest.raises(InputError, match="column\\(s\\) nope not found"):
+    with pytest.raises(InputError, match="column 'nope' given in --columns not found; available columns: 'a', "):
         ParquetInput.open(str(folder), columns=["a", "nope"])
 
 
@@ -229,8 +233,199 @@ def test_text_feature_column_rejected(tmp_path):
     frame = pd.DataFrame({"x": [1.0, 2.0], "name": ["a", "b"]})
     write_folder(frame, tmp_path / "data", n_files=1)
 
-    with pytest.raises(InputError, match="feature column 'name'"):
+    with pytest.raises(InputError, match=r"column 'name' is not numeric \(sample value 'a'\); remove it from --columns"):
         ParquetInput.open(str(tmp_path / "data"), columns=["x", "name"])
+
+
+def in_memory_messages(frame: pd.DataFrame, **options) -> tuple[str | None, list[str]]:
+    """Return the error and the warnings of ``extract_features`` on ``frame``, as the in-memory path words them."""
+    keep = options.pop("keep", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            warn_skipped_columns(extract_features(frame, **options), keep)
+        except InputError as error:
+            return str(error), [str(item.message) for item in caught]
+    return None, [str(item.message) for item in caught]
+
+
+def stream_messages(source, **options) -> tuple[str | None, list[str]]:
+    """Return the error and the warnings of ``ParquetInput.open`` on ``source``."""
+    keep = options.pop("keep", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ParquetInput.open(str(source), extra_columns=keep, **options)
+        except InputError as error:
+            return str(error), [str(item.message) for item in caught]
+    return None, [str(item.message) for item in caught]
+
+
+@pytest.mark.parametrize(
+    ("columns", "options"),
+    [
+        # Numbers stored as text, as the default selection and as a --columns feature.
+        ({"x1": [1.0, 2.0, 3.0], "x2": ["0.5", "1.5", "2.5"]}, {}),
+        ({"x1": [1.0, 2.0, 3.0], "x2": ["0.5", "1.5", "2.5"]}, {"columns": ["x1", "x2"]}),
+        # Mostly numbers, one value that is not.
+        ({"x1": [1.0, 2.0, 3.0], "x2": ["0.5", "1.5", "n/a"]}, {}),
+        # A text column left out with a warning, and without one when it is a --keep column.
+        ({"x1": [1.0, 2.0, 3.0], "name": ["a", "b", "c"]}, {}),
+        ({"x1": [1.0, 2.0, 3.0], "name": ["a", "b", "c"]}, {"keep": ["name"]}),
+        # Booleans are left out of the default features with the same warning.
+        ({"x1": [1.0, 2.0, 3.0], "flag": [True, False, True]}, {}),
+        ({"x1": [1.0, 2.0, 3.0], "w": ["a", "b", "c"]}, {"weights": "w"}),
+    ],
+)
+def test_stream_messages_match_memory(tmp_path, columns, options):
+    frame = pd.DataFrame(columns)
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    expected_error, expected_warnings = in_memory_messages(frame, **options)
+    error, warned = stream_messages(tmp_path / "data.parquet", **options)
+
+    assert error == expected_error
+    assert warned == expected_warnings
+
+
+def test_stream_without_numeric_column(tmp_path):
+    # The in-memory message starts "the table has"; a stream names its input, which may be a folder.
+    pd.DataFrame({"name": ["a", "b"], "label": [1, 2]}).to_parquet(tmp_path / "data.parquet", index=False)
+
+    with pytest.raises(InputError) as raised:
+        ParquetInput.open(str(tmp_path / "data.parquet"), exclude=["label"])
+
+    assert str(raised.value) == (
+        f"input '{tmp_path / 'data.parquet'}' has no numeric feature columns (columns found: 'name', 'label'); "
+        "select feature columns with --columns"
+    )
+
+
+def test_stream_numeric_text_names_row(tmp_path):
+    frame = pd.DataFrame({"x1": np.arange(10.0), "x2": [str(value) for value in range(9)] + ["n/a"]})
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+
+    with pytest.raises(InputError, match="column 'x2' looks numeric but data row 10 contains 'n/a'"):
+        ParquetInput.open(str(tmp_path / "data.parquet"))
+
+
+def test_stream_type_differs_between_files(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pd.DataFrame({"x1": [1.0, 2.0], "x2": ["1", "2"]}).to_parquet(folder / "a.parquet", index=False)
+    pd.DataFrame({"x1": [3.0, 4.0], "x2": [3, 4]}).to_parquet(folder / "b.parquet", index=False)
+
+    with pytest.raises(InputError) as raised:
+        ParquetInput.open(str(folder))
+
+    message = str(raised.value)
+    assert message.startswith("column 'x2' has type ")
+    assert "string in '" + str(folder / "a.parquet") + "'" in message
+    assert "but int64 in '" + str(folder / "b.parquet") + "'" in message
+    assert message.endswith("convert it to one type in every file")
+
+
+def test_stream_excluded_column_type_may_differ(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pd.DataFrame({"x": [1.0, 2.0], "label": ["a", "b"]}).to_parquet(folder / "a.parquet", index=False)
+    pd.DataFrame({"x": [3.0, 4.0], "label": [1, 2]}).to_parquet(folder / "b.parquet", index=False)
+
+    data = ParquetInput.open(str(folder), exclude=["label"])
+
+    assert data.feature_names == ["x"]
+
+
+def test_stream_numeric_types_promoted(tmp_path):
+    # pandas writes a column as int64 in a file without NaN and as double in one with NaN.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pd.DataFrame({"x": [1, 2], "id": [10, 11]}).to_parquet(folder / "a.parquet", index=False)
+    pd.DataFrame({"x": [3.5, np.nan], "id": [12.0, np.nan]}).to_parquet(folder / "b.parquet", index=False)
+
+    data = ParquetInput.open(str(folder), columns=["x"], missing="drop", extra_columns=["id"])
+    batches = list(data.batches(16, extra_columns=["id"]))
+
+    assert data.column_types == {"x": pa.float64(), "id": pa.float64()}
+    assert np.concatenate([batch.X[:, 0] for batch in batches]).tolist() == [1.0, 2.0, 3.5]
+    assert [batch.table.schema for batch in batches] == [batches[0].table.schema] * len(batches)
+    assert batches[0].table.schema.field("id").type == pa.float64()
+
+
+def test_stream_null_typed_file_takes_other_type(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pq.write_table(pa.table({"x": [1.0, 2.0], "note": pa.nulls(2)}), folder / "a.parquet")
+    pq.write_table(pa.table({"x": [3.0, 4.0], "note": ["p", "q"]}), folder / "b.parquet")
+
+    with pytest.warns(InputWarning, match="non-numeric column\\(s\\) 'note' left out"):
+        data = ParquetInput.open(str(folder))
+
+    assert data.feature_names == ["x"]
+
+
+@pytest.mark.parametrize("missing_in", ["a.parquet", "b.parquet"])
+def test_stream_column_missing_in_one_file(tmp_path, missing_in):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with_y = pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]})
+    without_y = pd.DataFrame({"x": [3.0, 4.0]})
+    for name in ("a.parquet", "b.parquet"):
+        (without_y if name == missing_in else with_y).to_parquet(folder / name, index=False)
+
+    with pytest.raises(InputError) as raised:
+        ParquetInput.open(str(folder))
+
+    message = str(raised.value)
+    assert message.startswith(f"column 'y' not found in '{folder / missing_in}', but ")
+    assert "give every file of" in message
+    assert message.endswith("or leave it out with --exclude")
+
+
+def test_stream_column_missing_not_needed_when_excluded(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]}).to_parquet(folder / "a.parquet", index=False)
+    pd.DataFrame({"x": [3.0, 4.0]}).to_parquet(folder / "b.parquet", index=False)
+
+    data = ParquetInput.open(str(folder), exclude=["y"])
+
+    assert data.feature_names == ["x"]
+
+
+def test_folder_with_csv_file_rejected(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(folder / "part.parquet", index=False)
+    (folder / "extra.csv").write_text("x\n3.0\n")
+
+    with pytest.raises(InputError) as from_folder:
+        ParquetInput.open(str(folder))
+    with pytest.raises(InputError) as from_glob:
+        ParquetInput.open(str(folder / "*"))
+
+    assert str(from_folder.value) == (
+        f"input folder '{folder}' contains '{folder / 'extra.csv'}', which is not a Parquet file; "
+        f"remove it from the folder or pass a glob such as '{folder / '*.parquet'}'"
+    )
+    assert str(from_glob.value) == (
+        f"input pattern '{folder / '*'}' matches '{folder / 'extra.csv'}', which is not a Parquet file; "
+        f"narrow the pattern to Parquet files, such as '{folder / '*.parquet'}'"
+    )
+    assert ParquetInput.open(str(folder / "*.parquet")).n_rows == 2
+
+
+def test_folder_discovery_skips_hidden(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "_temporary").mkdir(parents=True)
+    (folder / "sub").mkdir()
+    pd.DataFrame({"x": [1.0]}).to_parquet(folder / "sub" / "b.parquet", index=False)
+    pd.DataFrame({"x": [2.0]}).to_parquet(folder / "a.parquet", index=False)
+    (folder / "_temporary" / "part.csv").write_text("x\n")
+    (folder / ".part.parquet.crc").write_text("")
+
+    files = resolve_parquet_files(str(folder))
+
+    assert files == [str(folder / "a.parquet"), str(folder / "sub" / "b.parquet")]
 
 
 @pytest.mark.parametrize(
@@ -344,6 +539,72 @@ def test_cli_stream_existing_output_kept(tmp_path, blobs_folder):
     assert result.exit_code == 1
     assert "exists; pass --force" in result.stderr
     assert output.read_text() == "old\n"
+
+
+def test_cli_stream_errors_match_memory(tmp_path):
+    frame = pd.DataFrame({"x1": [1.0, 2.0, 3.0, 4.0], "x2": ["0.5", "1.5", "2.5", "3.5"], "label": [0, 0, 1, 1]})
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    command = ["fit", str(tmp_path / "data.parquet"), "-k", "2", "--exclude", "label", "-q"]
+
+    streamed = runner.invoke(app, [*command, "--memory-limit", "1GB"])
+    in_memory = runner.invoke(app, command)
+
+    assert in_memory.exit_code == 1
+    assert "contains numbers stored as text" in in_memory.stderr
+    assert streamed.exit_code == 1
+    assert streamed.stderr == in_memory.stderr
+
+
+def test_cli_stream_warning_matches_memory(tmp_path):
+    frame = pd.DataFrame({"x1": [1.0, 2.0, 3.0, 4.0], "name": ["a", "b", "c", "d"]})
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    command = ["fit", str(tmp_path / "data.parquet"), "-k", "2", "-o", os.devnull]
+
+    streamed = runner.invoke(app, [*command, "--memory-limit", "1GB"])
+    in_memory = runner.invoke(app, command)
+
+    assert streamed.exit_code == 0, streamed.output
+    assert "softkm: warning: non-numeric column(s) 'name' left out of the features" in streamed.stderr
+    assert streamed.stderr.splitlines()[0] == in_memory.stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_cli_stream_writes_fifo(tmp_path, suffix):
+    frame = make_blobs(100)
+    write_folder(frame, tmp_path / "data")
+    fifo = tmp_path / f"labels{suffix}"
+    os.mkfifo(fifo)
+    received = {}
+
+    def read_fifo() -> None:
+        with open(fifo, "rb") as handle:
+            received["bytes"] = handle.read()
+
+    reader = threading.Thread(target=read_fifo)
+    reader.start()
+    result = runner.invoke(app, ["fit", str(tmp_path / "data"), "-k", "3", "--columns", "a,b,c", "--keep", "id",
+                                 "-o", str(fifo), "-q"])
+    reader.join(timeout=60)
+
+    assert result.exit_code == 0, result.output
+    assert not reader.is_alive()
+    regular = tmp_path / f"copy{suffix}"
+    regular.write_bytes(received["bytes"])
+    labels = pd.read_parquet(regular) if suffix == ".parquet" else pd.read_csv(regular)
+    assert labels["id"].tolist() == frame["id"].tolist()
+    assert set(labels["cluster"]) == {0, 1, 2}
+    assert fifo.is_fifo()
+
+
+def test_cli_stream_writes_dev_null(tmp_path, blobs_folder):
+    _, folder = blobs_folder
+
+    result = runner.invoke(app, ["fit", str(folder), "-k", "3", "--columns", "a,b,c", "-o", os.devnull,
+                                 "--centroids", str(tmp_path / "centroids.csv"), "-q"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert len(pd.read_csv(tmp_path / "centroids.csv")) == 3
 
 
 def test_cli_import_loads_no_data_libraries():
