@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 
 from softkm.errors import InputError, InputWarning, OptionError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MISSING_POLICIES = ("error", "drop")
 FEATURE_DTYPES = ("float32", "float64")
@@ -204,6 +207,8 @@ def _check_column_options(
 
 def _column_kind(series: pd.Series) -> str:
     """Classify a column as 'numeric', 'boolean', 'text' or 'other' (dates, complex, ...)."""
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series):
         return "boolean"
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(series):
@@ -316,6 +321,8 @@ def _reject_numeric_text(series: pd.Series, name: str, *, fix: str) -> None:
 def _to_float64(series: pd.Series) -> np.ndarray:
     """Return a column as a (n_samples,) float64 array with NaN for missing values."""
     if series.dtype == object:
+        import pandas as pd
+
         series = pd.to_numeric(series)
     return series.to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -601,11 +608,40 @@ def _arrow_values(column: pa.ChunkedArray) -> np.ndarray:
     NumPy cast them, so integers beyond 2^53 are rounded to the nearest float64.
     """
     if column.type in (pa.float32(), pa.float64()):
-        return column.to_numpy()
+        return _float_values(column)
     if pa.types.is_boolean(column.type) and column.null_count:
         # pandas reads such a column as objects, which extract_features converts itself.
         raise _NotExact()
-    return pa_compute.cast(column, pa.float64(), safe=False).to_numpy()
+    return _float_values(pa_compute.cast(column, pa.float64(), safe=False))
+
+
+def _float_values(column: pa.ChunkedArray) -> np.ndarray:
+    """Return a float32 or float64 column as a NumPy array with NaN for nulls, as ``to_numpy`` does.
+
+    The values are read from the Arrow buffers, without a copy for a single chunk without
+    nulls. ``to_numpy`` would import pandas, because pyarrow (26.0) loads it on the first
+    conversion to NumPy, and pandas adds about 45 MB to a process that has no other use for it.
+    """
+    dtype = np.dtype(np.float32) if column.type == pa.float32() else np.dtype(np.float64)
+    parts = [_chunk_values(chunk, dtype) for chunk in column.chunks]
+    if not parts:
+        return np.empty(0, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _chunk_values(chunk: pa.Array, dtype: np.dtype) -> np.ndarray:
+    """Return one float32 or float64 Arrow array as NumPy, with NaN where its validity bitmap marks nulls."""
+    if len(chunk) == 0:
+        return np.empty(0, dtype=dtype)
+    validity, data = chunk.buffers()
+    values = np.frombuffer(data, dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize)
+    if not chunk.null_count:
+        return values
+    # Arrow bitmaps are least significant bit first, and a sliced array starts at bit ``offset``.
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), count=chunk.offset + len(chunk), bitorder="little")
+    values = values.copy()
+    values[bits[chunk.offset:] == 0] = np.nan
+    return values
 
 
 def _column_sets(n_rows: int, names: list[str]) -> list[list[str]]:

@@ -17,6 +17,7 @@ import contextlib
 import csv
 import gzip
 import io
+import json
 import os
 import re
 import signal
@@ -27,15 +28,19 @@ import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from importlib import metadata
+from typing import TYPE_CHECKING, BinaryIO
 
-import pandas as pd
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from softkm.errors import InputError, InputWarning, OptionError, OutputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -269,6 +274,8 @@ class ArrowInput:
             return self._text_table.to_pandas()
         present = [column for column in dict.fromkeys(text_columns) if column in self.schema.names]
         if not present:
+            import pandas as pd
+
             return pd.DataFrame()
         return self.read_columns(present).to_pandas()
 
@@ -801,8 +808,11 @@ class OutputSet:
         self._pending.append((temporary_path, destination))
         return temporary_path
 
-    def add_table(self, frame: pd.DataFrame, destination: str) -> None:
-        """Write ``frame`` to a temporary file for ``destination``, or queue it for a stream."""
+    def add_table(self, frame: pd.DataFrame | pa.Table, destination: str) -> None:
+        """Write ``frame`` to a temporary file for ``destination``, or queue it for a stream.
+
+        ``frame`` is a DataFrame or an Arrow table from ``arrow_output_table``.
+        """
         table_format = output_format(destination)
         if is_stream(destination):
             check_output_path(destination, force=self.force, input_path=self.input_path)
@@ -962,10 +972,72 @@ def _fsync_folder(folder: str) -> None:
         os.close(descriptor)
 
 
+def arrow_output_table(columns: list[tuple[str, np.ndarray]]) -> pa.Table:
+    """Build the Arrow table that ``pa.Table.from_pandas`` makes of a DataFrame of these columns.
+
+    Each column is int64, float32 or float64 NumPy data. A masked int64 array
+    (``np.ma.MaskedArray``) is a pandas ``Int64`` column with nulls at its masked
+    positions. A float NaN becomes a null, as in ``from_pandas``. The schema carries the
+    pandas metadata of a DataFrame with a default index written with ``preserve_index=False``,
+    so ``pq.write_table`` gives the same bytes for both, and pandas reads the column types back.
+    The table is built from the NumPy buffers, because converting NumPy data with
+    ``pa.array`` imports pandas (pyarrow 26.0).
+    """
+    arrays = []
+    described = []
+    for name, values in columns:
+        valid = None
+        numpy_type = values.dtype.name
+        if values.dtype.name not in ("int64", "float32", "float64"):
+            raise TypeError(f"output column '{name}' has dtype {values.dtype}; expected int64, float32 or float64")
+        if isinstance(values, np.ma.MaskedArray):
+            if values.dtype.name != "int64":
+                raise TypeError(f"output column '{name}' is a masked {values.dtype} array; only int64 may be masked")
+            valid = ~np.ma.getmaskarray(values)
+            values = values.data
+            numpy_type = "Int64"
+        elif values.dtype.kind == "f" and np.isnan(values).any():
+            valid = ~np.isnan(values)
+        arrays.append(_arrow_array(np.ascontiguousarray(values), valid))
+        described.append({
+            "name": name, "field_name": name, "pandas_type": values.dtype.name, "numpy_type": numpy_type,
+            "metadata": None,
+        })
+
+    # The keys and their order are those that pyarrow 26.0 writes (pandas_compat.construct_metadata).
+    pandas_metadata = {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": described,
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": metadata.version("pandas"),
+    }
+    schema = pa.schema(
+        [pa.field(name, array.type) for (name, _), array in zip(columns, arrays)],
+        metadata={b"pandas": json.dumps(pandas_metadata).encode("utf-8")},
+    )
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _arrow_array(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    """Wrap contiguous NumPy ``values`` (n,) in an Arrow array, with nulls where ``valid`` is False."""
+    arrow_type = pa.from_numpy_dtype(values.dtype)
+    if valid is None or valid.all():
+        return pa.Array.from_buffers(arrow_type, values.size, [None, pa.py_buffer(values)])
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(
+        arrow_type, values.size, [bitmap, pa.py_buffer(values)], null_count=int(values.size - np.count_nonzero(valid))
+    )
+
+
 def write_table(
-    frame: pd.DataFrame, destination: str, *, force: bool = False, input_path: str | None = None
+    frame: pd.DataFrame | pa.Table, destination: str, *, force: bool = False, input_path: str | None = None
 ) -> None:
     """Write ``frame`` without its index to ``destination``, or as CSV to stdout for ``-``.
+
+    ``frame`` is a DataFrame or an Arrow table from ``arrow_output_table``, which gives
+    the bytes of the equivalent DataFrame.
 
     The format follows the extension (see ``output_format``). Floats are written so that
     reading them back gives the same float64 values, and the same frame always gives the
@@ -979,18 +1051,21 @@ def write_table(
         outputs.add_table(frame, destination)
 
 
-def _write_file(frame: pd.DataFrame, path: str, table_format: str) -> None:
+def _write_file(frame: pd.DataFrame | pa.Table, path: str, table_format: str) -> None:
     with open(path, "wb") as file:
         _write_to(frame, file, table_format)
 
 
-def _write_to(frame: pd.DataFrame, binary_file, table_format: str) -> None:
+def _write_to(frame: pd.DataFrame | pa.Table, binary_file, table_format: str) -> None:
     """Write ``frame`` in ``table_format`` to an open binary file, which need not be seekable."""
     if table_format == "parquet":
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         pq.write_table(table, binary_file)
         return
 
+    if isinstance(frame, pa.Table):
+        # CSV goes through pandas, whose text (and compressed bytes) the outputs keep.
+        frame = _table_to_frame(frame)
     separator = "\t" if table_format.startswith("tsv") else ","
     if table_format.endswith(".gz"):
         # An empty file name and a zero modification time keep the gzip header deterministic.
@@ -998,6 +1073,13 @@ def _write_to(frame: pd.DataFrame, binary_file, table_format: str) -> None:
             _write_csv(frame, compressed, separator)
     else:
         _write_csv(frame, binary_file, separator)
+
+
+def _table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Convert an ``arrow_output_table`` to a DataFrame, with nullable integers that print a null as an empty cell."""
+    import pandas as pd
+
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
 def _write_csv(frame: pd.DataFrame, binary_file, separator: str) -> None:

@@ -24,6 +24,7 @@ from softkm.features import FeatureData, extract_features, extract_features_from
 from softkm.model import Model
 from softkm.tables import (
     OutputClosed,
+    arrow_output_table,
     check_output_path,
     output_format,
     open_input,
@@ -76,9 +77,10 @@ class ScaleOptions:
 class FitJob:
     """The results of ``run_fit``, for the summary.
 
-    ``features`` is None for a streamed input. ``output_closed`` is True when the reader
-    of a stream output (stdout or a FIFO) closed it before every row was written. The
-    output files were complete then.
+    ``features`` is None for a streamed input. Its matrix ``X`` is empty (0 rows): the fit
+    overwrote it with working units, and it is released before the outputs are written.
+    ``output_closed`` is True when the reader of a stream output (stdout or a FIFO) closed
+    it before every row was written. The output files were complete then.
     """
 
 
@@ -105,6 +107,9 @@ class AssignJob:
 def load_features(source: str, options: ReadOptions, keep: list[str] | None = None, check_columns=None):
     """Read ``source`` and return (its ``ArrowInput``, its ``FeatureData``, the ``keep`` columns).
 
+    The ``keep`` columns are a DataFrame, or None when ``keep`` is empty and the table
+    was read without a DataFrame.
+
     The features are read straight into one array (``extract_features_from_arrow``).
     Inputs that path cannot read exactly, and every input error, go through a DataFrame
     and ``extract_features``, which raise the errors. ``check_columns(column_names)``
@@ -128,7 +133,11 @@ def load_features(source: str, options: ReadOptions, keep: list[str] | None = No
     if features is None:
         features, kept = _load_features_from_frame(table_input, source, options, keep, check_columns)
     else:
-        kept = table_input.text_frame(keep)
+        # Without --keep no column is kept, and the labels output needs no DataFrame.
+        kept = table_input.text_frame(keep) if keep else None
+    # Arrow's default pool (mimalloc) keeps the pages of the freed column buffers, which
+    # the process would otherwise carry through the fit.
+    pa.default_memory_pool().release_unused()
     warn_skipped_columns(features, keep)
     return table_input, features, kept
 
@@ -264,11 +273,22 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
         )
         raw = reread_features(table_input, features, read)
         probabilities = engine.predict_proba(raw, result.centroids, result.preprocessing, read.dtype, temperature)
+        del raw
 
+    _release_matrix(features)
     labels = labels_table(kept, features, result.labels, outputs.keep, probabilities)
     output_closed = _write_outputs(labels, model, source, outputs)
     return FitJob(result, features, model, _unique_messages(caught), output_closed=output_closed,
                   n_dropped=features.n_dropped)
+
+
+def _release_matrix(features: FeatureData) -> None:
+    """Replace ``features.X`` by an empty (0, n_features) array, so that its memory is freed.
+
+    The outputs need only ``row_index`` and ``n_dropped``, so freeing the matrix before
+    they are written keeps the buffers of the output writers off the peak memory.
+    """
+    features.X = np.empty((0, features.X.shape[1]), dtype=features.X.dtype)
 
 
 def _run_fit_batches(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, outputs: OutputOptions,
@@ -438,9 +458,11 @@ def run_assign(model_path: str, source: str, read: ReadOptions, outputs: OutputO
 
             labels, inertia, probabilities = dask_engine.predict_array(client, predictor, features.X)
     _check_finite_inertia(inertia)
+    n_assigned = features.X.shape[0]
+    _release_matrix(features)
     table = labels_table(kept, features, labels, outputs.keep, probabilities)
     output_closed = _write_outputs(table, None, source, outputs)
-    return AssignJob(model, features.X.shape[0], features.n_dropped, inertia, output_closed)
+    return AssignJob(model, n_assigned, features.n_dropped, inertia, output_closed)
 
 
 def _assign_batches(model: Model, source: str, read: ReadOptions, outputs: OutputOptions, predictor: "BatchPredictor",
@@ -471,8 +493,12 @@ def labels_table(kept, features: FeatureData, labels: np.ndarray, keep: list[str
 
     ``kept`` holds the ``keep`` columns of the input, as text for CSV input. Rows dropped
     for missing values get an empty ``cluster`` (and probabilities), so the output still
-    lines up with the input.
+    lines up with the input. Without ``keep`` the output is an Arrow table from
+    ``arrow_output_table``, which writes the bytes of the same DataFrame without importing pandas.
     """
+    if not keep:
+        return _labels_arrow_table(features, labels, probabilities)
+
     import pandas as pd
 
     n_rows = features.row_index.size + features.n_dropped
@@ -491,13 +517,28 @@ def labels_table(kept, features: FeatureData, labels: np.ndarray, keep: list[str
     return table
 
 
-def centroids_table(model: Model):
-    """Build the centroids output: a ``cluster`` column and the features in user units."""
-    import pandas as pd
+def _labels_arrow_table(features: FeatureData, labels: np.ndarray, probabilities=None) -> pa.Table:
+    """Build the labels output of ``labels_table`` without ``keep`` columns, as an Arrow table."""
+    n_rows = features.row_index.size + features.n_dropped
+    if features.n_dropped:
+        cluster = np.ma.masked_all(n_rows, dtype=np.int64)
+        cluster[features.row_index] = labels
+    else:
+        cluster = labels.astype(np.int64)
+    columns = [("cluster", cluster)]
+    if probabilities is not None:
+        for index in range(probabilities.shape[1]):
+            column = np.full(n_rows, np.nan)
+            column[features.row_index] = probabilities[:, index]
+            columns.append((f"p_{index}", column))
+    return arrow_output_table(columns)
 
-    table = pd.DataFrame(model.centroids, columns=model.feature_names)
-    table.insert(0, "cluster", np.arange(model.n_clusters, dtype=np.int64))
-    return table
+
+def centroids_table(model: Model) -> pa.Table:
+    """Build the centroids output: a ``cluster`` column and the features in user units."""
+    columns = [("cluster", np.arange(model.n_clusters, dtype=np.int64))]
+    columns += [(name, model.centroids[:, position]) for position, name in enumerate(model.feature_names)]
+    return arrow_output_table(columns)
 
 
 def _write_outputs(labels, model: Model | None, source: str, outputs: OutputOptions) -> bool:
