@@ -84,6 +84,23 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from softkm import __version__
+
+        typer.echo(f"softkm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """k-means clustering with hard, soft and Gumbel-softmax assignment modes."""
+
+
 class Mode(str, Enum):
     hard = "hard"
     soft = "soft"
@@ -248,6 +265,14 @@ def fit(
             learning_rate=learning_rate, straight_through=straight_through, batch_size=batch_size,
             standardize=standardize, init_sample=init_sample, algorithm=algorithm.value,
         )
+        _reject_unused_options(
+            mode, probabilities, {
+                "--tau": tau, "--tau-start": tau_start, "--learning-rate": learning_rate, "--batch-size": batch_size,
+                "--optimizer": None if optimizer is Optimizer.adam else optimizer.value,
+                "--anneal-rate": None if anneal_rate == 0.02 else anneal_rate,
+                "--straight-through": straight_through or None,
+            },
+        )
         scale = workflow.ScaleOptions(engine.value, scheduler, memory_limit)
         with _print_warnings(quiet), report.progress(total=max_iter * n_init, enabled=not quiet) as on_iteration:
             job = workflow.run_fit(input, n_clusters, fit_options, read, outputs,
@@ -411,9 +436,61 @@ def _raise_interrupt(signum, frame) -> None:
     raise _Terminated()
 
 
+# The modes each option acts in, for fit. --tau also sets the temperature of hard-mode
+# probabilities.
+_OPTION_MODES = {
+    "--tau": ("soft", "gumbel"),
+    "--tau-start": ("soft", "gumbel"),
+    "--learning-rate": ("soft", "gumbel"),
+    "--batch-size": ("soft", "gumbel"),
+    "--optimizer": ("soft", "gumbel"),
+    "--anneal-rate": ("gumbel",),
+    "--straight-through": ("gumbel",),
+}
+
+
+def _reject_unused_options(mode: Mode, probabilities: bool, given: dict) -> None:
+    """Raise OptionError for options given on the command line that ``mode`` would ignore."""
+    from softkm.errors import OptionError
+
+    for option, value in given.items():
+        if value is None or mode.value in _OPTION_MODES[option]:
+            continue
+        if option == "--tau" and probabilities:
+            continue
+        modes = " and ".join(_OPTION_MODES[option]) + (" modes" if len(_OPTION_MODES[option]) > 1 else " mode")
+        raise OptionError(
+            f"{option} applies to {modes} only, and this fit is --mode {mode.value}; "
+            f"drop {option} or choose --mode {_OPTION_MODES[option][0]}"
+        )
+
+
 def main() -> None:
     """Run the command line (the ``softkm`` console script)."""
+    _bound_malloc_retention()
     app()
+
+
+def _bound_malloc_retention() -> None:
+    """Make glibc return freed large temporaries to the OS instead of keeping them per thread.
+
+    One arena (M_ARENA_MAX -8) lets the worker threads reuse each other's freed blocks.
+    Blocks above 8 MiB (M_MMAP_THRESHOLD -3) are unmapped when freed, and free memory
+    above 16 MiB at the top of the heap (M_TRIM_THRESHOLD -1) is returned. The engine's
+    2 MiB distance blocks stay below the threshold, because mapping them for every chunk
+    costs page faults. Other C libraries lack these options, so the call is skipped there.
+    """
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ValueError, OSError, AttributeError):
+        return
+    mallopt(-8, 1)
+    mallopt(-3, 8 << 20)
+    mallopt(-1, 16 << 20)
 
 
 if __name__ == "__main__":

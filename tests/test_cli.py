@@ -218,7 +218,33 @@ def test_fit_straight_through_gumbel(tmp_path, blobs):
 
 def test_fit_straight_through_soft_rejected():
     result = fit_blobs("--mode", "soft", "--straight-through")
-    assert_error(result, "straight_through", "gumbel mode only")
+    assert_error(result, "--straight-through applies to gumbel mode only", "--mode soft")
+
+
+@pytest.mark.parametrize(
+    "options, option, modes",
+    [
+        (["--batch-size", "10"], "--batch-size", "soft and gumbel modes"),
+        (["--optimizer", "gd"], "--optimizer", "soft and gumbel modes"),
+        (["--learning-rate", "0.1"], "--learning-rate", "soft and gumbel modes"),
+        (["--tau-start", "2"], "--tau-start", "soft and gumbel modes"),
+        (["--tau", "0.3"], "--tau", "soft and gumbel modes"),
+        (["--anneal-rate", "0.1"], "--anneal-rate", "gumbel mode"),
+    ],
+)
+def test_fit_hard_rejects_relaxed_options(options, option, modes):
+    result = fit_blobs(*options)
+    assert_error(result, f"{option} applies to {modes} only", "this fit is --mode hard", f"drop {option}")
+
+
+def test_fit_soft_rejects_anneal_rate():
+    result = fit_blobs("--mode", "soft", "--anneal-rate", "0.1")
+    assert_error(result, "--anneal-rate applies to gumbel mode only", "--mode soft")
+
+
+def test_fit_hard_tau_with_probabilities_accepted(tmp_path):
+    result = fit_blobs("--tau", "0.3", "--probabilities", "-o", tmp_path / "labels.csv", "-q")
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "gd", "scaled-gd"])
@@ -1211,3 +1237,12 @@ def test_benchmark_wdbc_round_trip(mode, tmp_path):
     assigned = run("assign", model_path, data_path, "-q")
     assert assigned.exit_code == 0, assigned.output
     assert assigned.stdout_bytes == fitted.stdout_bytes
+
+
+def test_version_option():
+    from softkm import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+
+    assert result.exit_code == 0
+    assert result.output.strip() == f"softkm {__version__}"
