@@ -33,6 +33,8 @@ from softkm.parallel import parallel_map
 # The distance expansion loses about eps * (|x|^2 + |c|^2) to cancellation. Bounds
 # are only trusted beyond this many times that error, in distance units.
 _MARGIN_FACTOR = 8.0
+# Above this fraction of points in doubt, a chunk is assigned whole.
+_FULL_PASS_FRACTION = 0.5
 
 
 def hamerly(
@@ -186,6 +188,14 @@ def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, doubt
+        if len(doubt) > _FULL_PASS_FRACTION * len(own):
+            # Most points are in doubt, as in the first iterations: gathering them costs
+            # more than assigning the whole chunk, which gives the same labels.
+            found, nearest, second = assign_two_nearest(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+            chunk_upper[:] = np.sqrt(nearest)
+            chunk_lower[:] = np.sqrt(second)
+            changed = np.flatnonzero(found != own)
+            return chunk.rows.start + changed, found[changed]
         X = chunk.X[doubt]
         doubt_labels = own[doubt]
         # The exact distance to the own centroid, in float64, tightens the upper bound.
