@@ -247,6 +247,7 @@ def run_fit(source: str, n_clusters: int, fit_options: dict, read: ReadOptions, 
                                 memory_limit, explicit_tau)
 
     table_input, features, kept = load_features(source, read, outputs.keep)
+    _check_centroid_names(features.feature_names, outputs)
     if not outputs.probabilities:
         # Only --probabilities reads the input again, and a CSV input keeps its parsed table in memory.
         table_input = None
@@ -309,6 +310,7 @@ def _run_fit_batches(source: str, n_clusters: int, fit_options: dict, read: Read
     )
     if init_path is not None:
         fit_options["init"] = read_init_centroids(init_path, data.feature_names, n_clusters, read)
+    _check_centroid_names(data.feature_names, outputs)
     batch_rows = streaming.batch_rows_for(memory_limit, len(data.feature_names))
 
     with dask_client(scale) as client:
@@ -532,6 +534,15 @@ def _labels_arrow_table(features: FeatureData, labels: np.ndarray, probabilities
             column[features.row_index] = probabilities[:, index]
             columns.append((f"p_{index}", column))
     return arrow_output_table(columns)
+
+
+def _check_centroid_names(feature_names: list[str], outputs: OutputOptions) -> None:
+    """Reject a feature named like the centroids output's own ``cluster`` column."""
+    if outputs.centroids and "cluster" in feature_names:
+        raise InputError(
+            "feature column 'cluster' would clash with the 'cluster' column of the --centroids output; "
+            "rename the column, or leave it out with --exclude cluster"
+        )
 
 
 def centroids_table(model: Model) -> pa.Table:

@@ -1246,3 +1246,15 @@ def test_version_option():
 
     assert result.exit_code == 0
     assert result.output.strip() == f"softkm {__version__}"
+
+
+def test_fit_feature_named_cluster_with_centroids(tmp_path):
+    source = tmp_path / "data.csv"
+    source.write_text("cluster,b\n" + "\n".join(f"{i % 7},{i % 5}" for i in range(30)) + "\n")
+    centroids = tmp_path / "centroids.csv"
+
+    result = CliRunner().invoke(app, ["fit", str(source), "-k", "2", "--centroids", str(centroids),
+                                      "-o", str(tmp_path / "labels.csv")])
+
+    assert_error(result, "feature column 'cluster' would clash", "--exclude cluster")
+    assert not centroids.exists()
