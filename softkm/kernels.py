@@ -272,18 +272,6 @@ def hard_chunk(
     return labels, nearest, ChunkStats(sums, weights, inertia, inertia)
 
 
-def log_softmax_rows(logits: np.ndarray) -> np.ndarray:
-    """Return ``log softmax`` of every row of logits (n_rows, n_clusters), in place.
-
-    Subtracting the row maximum first keeps every exponent <= 0, so no row can overflow
-    and the largest entry of each row contributes exp(0) = 1 to its normaliser.
-    """
-    logits -= logits.max(axis=1, keepdims=True)
-    normaliser = np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    logits -= normaliser
-    return logits
-
-
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
     """Return ``softmax`` of every row of logits (n_rows, n_clusters), in place.
 
