@@ -31,6 +31,9 @@ MAX_REPORTED_ROWS = 3
 # Largest float32 rounding of a column's values, as a share of the column's standard
 # deviation, that passes without a warning.
 FLOAT32_ROUNDING_SHARE = 0.01
+# Beyond this share float32 cannot tell the column's values apart, so the fit would run
+# on a few rounded levels instead of the data: an error, not a warning.
+FLOAT32_ROUNDING_LIMIT = 0.5
 
 # Column names listed in errors before the list is cut short.
 MAX_LISTED_COLUMNS = 20
@@ -440,11 +443,20 @@ def _warn_float32_rounding(X: np.ndarray, cast: np.ndarray, feature_names: list[
 
 
 def _warn_column_rounding(name: str, values: np.ndarray, cast: np.ndarray) -> None:
-    """Warn when the float32 ``cast`` (n_samples,) of float64 ``values`` moves them by a visible part of their spread."""
+    """Warn when the float32 ``cast`` (n_samples,) of float64 ``values`` moves them by a visible part of their spread.
+
+    Raises InputError when the rounding reaches half the spread.
+    """
     spread = float(np.std(values))
     if spread == 0:
         return
     rounding = float(np.max(np.abs(cast.astype(np.float64) - values)))
+    if rounding > FLOAT32_ROUNDING_LIMIT * spread:
+        raise InputError(
+            f"column '{name}' cannot be held in float32: rounding moves values by up to {rounding:.3g}, "
+            f"{rounding / spread:.0%} of its standard deviation {spread:.3g}; pass --dtype float64, "
+            "or subtract a constant from the column"
+        )
     if rounding > FLOAT32_ROUNDING_SHARE * spread:
         warnings.warn(
             f"column '{name}' loses precision in float32: rounding moves values by up to {rounding:.3g}, "

@@ -384,14 +384,22 @@ def test_far_from_origin_float32(tmp_path, offset):
 
 
 def test_far_from_origin_float32_rounding_warns(tmp_path):
-    # Near 1e7 float32 numbers are 1 apart, so a spread of 0.01 is rounded away.
-    rows = [(1e7 + a / 100, b) for a, b in ROWS]
+    # Near 1e5 float32 numbers are 1/128 apart: a spread of about 0.04 survives, blurred.
+    rows = [(1e5 + a / 100, b) for a, b in ROWS]
     path = write(tmp_path / "far.csv", comma_csv(rows))
     result = run("fit", path, "-k", 2, "--dtype", "float32")
     assert result.exit_code == 0, result.output
     assert "softkm: warning: column 'a' loses precision in float32" in result.stderr
     assert "--dtype float64" in result.stderr
     assert "column 'b'" not in result.stderr
+
+
+def test_far_from_origin_float32_rounded_away_is_error(tmp_path):
+    # Near 1e7 float32 numbers are 1 apart, so a spread of about 0.04 is rounded away.
+    rows = [(1e7 + a / 100, b) for a, b in ROWS]
+    path = write(tmp_path / "far.csv", comma_csv(rows))
+    assert_error(run("fit", path, "-k", 2, "--dtype", "float32"),
+                 "column 'a' cannot be held in float32", "--dtype float64")
 
 
 def test_weights_text_value_named(tmp_path):
