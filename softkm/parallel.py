@@ -23,6 +23,7 @@ from typing import TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
+_THREAD_PREFIX = "softkm-pool"
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _executor_threads = 0
@@ -64,6 +65,10 @@ def parallel_map(function: Callable[[Item], Result], items: Iterable[Item]) -> I
     few. With one thread, the items are processed in the calling thread.
     """
     n_threads = get_num_threads()
+    if threading.current_thread().name.startswith(_THREAD_PREFIX):
+        # Called from a kernel already running on the pool: waiting for the pool's own
+        # threads from one of them could deadlock, so the items run here instead.
+        n_threads = 1
     with _single_threaded_blas():
         if n_threads <= 1:
             for item in items:
@@ -95,7 +100,7 @@ def _get_executor(n_threads: int) -> ThreadPoolExecutor:
         if _executor is None or _executor_threads != n_threads:
             if _executor is not None:
                 _executor.shutdown(wait=True)
-            _executor = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="softkm")
+            _executor = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix=_THREAD_PREFIX)
             _executor_threads = n_threads
         return _executor
 

@@ -228,3 +228,16 @@ def test_cli_algorithms_write_same_labels(tmp_path):
         outputs[algorithm] = labels.read_bytes()
 
     assert outputs["hamerly"] == outputs["lloyd"]
+
+
+def test_parallel_map_nested_runs_inline():
+    def outer(value):
+        return sum(parallel.parallel_map(lambda inner: inner * value, range(4)))
+
+    try:
+        parallel.set_num_threads(2)
+        results = list(parallel.parallel_map(outer, range(6)))
+    finally:
+        parallel.set_num_threads(None)
+
+    assert results == [6 * value for value in range(6)]
