@@ -36,6 +36,7 @@ from softkm.kernels import (
 )
 from softkm.hamerly import hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
+from softkm.memory import trim_c_heap
 from softkm.optim import OPTIMIZERS
 from softkm.preprocessing import DataMoments, Preprocessing, weighted_moments
 from softkm.relaxed import (
@@ -291,6 +292,8 @@ def _run_restarts(
             )
         else:
             start = initial_centroids(data, n_clusters, init, np.random.default_rng(init_seed), init_sample)
+            # The sample and its index draw are freed now; keep their peak out of the fit.
+            trim_c_heap()
 
         callback = None if on_iteration is None else (lambda record, r=restart: on_iteration(r, record))
         if mode == "hard":

@@ -48,6 +48,7 @@ def kmeans_plusplus(
     closest = _squared_distances_to(X, x_squared_norms, X[[first]])[:, 0]  # (n,)
     potential = float(weights @ closest)
 
+    trial_buffer = np.empty((n_samples, n_local_trials))
     for index in range(1, n_clusters):
         if potential <= 0.0:
             warnings.warn(
@@ -64,7 +65,8 @@ def kmeans_plusplus(
         draws = rng.uniform(size=n_local_trials) * cumulative[-1]
         candidates = np.minimum(np.searchsorted(cumulative, draws, side="right"), n_samples - 1)
 
-        candidate_distances = _squared_distances_to(X, x_squared_norms, X[candidates])  # (n, t)
+        # One buffer serves every step, so two (n, t) arrays are never alive at once.
+        candidate_distances = _squared_distances_to(X, x_squared_norms, X[candidates], out=trial_buffer)  # (n, t)
         np.minimum(candidate_distances, closest[:, None], out=candidate_distances)
         potentials = weights @ candidate_distances  # (t,)
         best = int(np.argmin(potentials))
@@ -99,15 +101,18 @@ def _draw_by_weight(rng: np.random.Generator, weights: np.ndarray, count: int) -
     return np.concatenate([rng.permutation(positive), extra])
 
 
-def _squared_distances_to(X: np.ndarray, x_squared_norms: np.ndarray, points: np.ndarray) -> np.ndarray:
+def _squared_distances_to(
+    X: np.ndarray, x_squared_norms: np.ndarray, points: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Return float64 squared distances (n_samples, n_points) from every row of X to points.
 
     There are few points (the local trials), so the result is small; the work is chunked
-    only to bound the temporary float64 copy of X.
+    only to bound the temporary float64 copy of X. ``out``, if given, receives the result.
     """
     points = points.astype(X.dtype)
     point_norms = row_norms_squared(points).astype(np.float64)
-    out = np.empty((X.shape[0], points.shape[0]))
+    if out is None:
+        out = np.empty((X.shape[0], points.shape[0]))
     for rows in chunk_slices(X.shape[0], block_rows(points.shape[0])):
         block = (X[rows] @ points.T).astype(np.float64)
         block *= -2.0

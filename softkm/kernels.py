@@ -31,7 +31,7 @@ _MIN_BLOCK_ROWS = 256
 # per-cluster sums cost a fixed overhead per chunk and cluster, so chunks are made
 # larger than a block where the data allows. A chunk holds at most this many entries
 # of X, and a data set splits into at least _MIN_CHUNKS chunks for the threads.
-_CHUNK_ENTRIES = 1 << 20
+_CHUNK_ENTRIES = 1 << 19
 _MIN_CHUNKS = 8
 
 

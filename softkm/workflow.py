@@ -21,6 +21,7 @@ import pyarrow as pa
 from softkm import engine
 from softkm.errors import InputError, OptionError
 from softkm.features import FeatureData, extract_features, extract_features_from_arrow, warn_skipped_columns
+from softkm.memory import trim_c_heap
 from softkm.model import Model
 from softkm.tables import (
     OutputClosed,
@@ -138,6 +139,7 @@ def load_features(source: str, options: ReadOptions, keep: list[str] | None = No
     # Arrow's default pool (mimalloc) keeps the pages of the freed column buffers, which
     # the process would otherwise carry through the fit.
     pa.default_memory_pool().release_unused()
+    trim_c_heap()
     warn_skipped_columns(features, keep)
     return table_input, features, kept
 
