@@ -27,7 +27,7 @@ import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData
 from softkm.kernels import ChunkStats, assign_two_nearest, cluster_sums, row_norms_squared, squared_residuals
-from softkm.lloyd import IterationRecord, RunResult, relocate_empty
+from softkm.lloyd import IterationRecord, RunResult, move_centroids
 from softkm.parallel import parallel_map
 
 # The distance expansion loses about eps * (|x|^2 + |c|^2) to cancellation. Bounds
@@ -60,10 +60,7 @@ def hamerly(
     squares = _cluster_squares(data, labels, n_clusters)
     inertia = stats.inertia
     for iteration in range(1, max_iter + 1):
-        new_centroids = centroids.copy()
-        moved = stats.weights > 0
-        new_centroids[moved] = stats.sums[moved] / stats.weights[moved, None]
-        relocated = relocate_empty(data, stats, centroids, new_centroids) if not moved.all() else 0
+        new_centroids, relocated = move_centroids(data, stats, centroids)
         n_relocated += relocated
 
         shift = float(((new_centroids - centroids) ** 2).sum())

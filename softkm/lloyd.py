@@ -70,10 +70,8 @@ def lloyd(
 
     for iteration in range(1, max_iter + 1):
         stats = assignment_pass(data, centroids)
-        new_centroids = centroids.copy()
-        moved = stats.weights > 0
-        new_centroids[moved] = stats.sums[moved] / stats.weights[moved, None]
-        n_relocated += relocate_empty(data, stats, centroids, new_centroids)
+        new_centroids, relocated = move_centroids(data, stats, centroids)
+        n_relocated += relocated
 
         shift = float(((new_centroids - centroids) ** 2).sum())
         centroids = new_centroids
@@ -110,6 +108,19 @@ def assignment_pass(data: DataSource, centroids: np.ndarray) -> ChunkStats:
         return stats
 
     return data.reduce(kernel, centroids.shape[0])
+
+
+def move_centroids(data: DataSource, stats: ChunkStats, centroids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return the Lloyd step from ``centroids`` (k, d) and the number of relocated clusters.
+
+    Each cluster with weight moves to the weighted mean of its points. Each cluster
+    without weight is relocated by ``relocate_empty``, which also edits ``stats``.
+    """
+    new_centroids = centroids.copy()
+    moved = stats.weights > 0
+    new_centroids[moved] = stats.sums[moved] / stats.weights[moved, None]
+    relocated = relocate_empty(data, stats, centroids, new_centroids)
+    return new_centroids, relocated
 
 
 def relocate_empty(
@@ -152,6 +163,6 @@ def relocate_empty(
     warnings.warn(
         f"{len(empty)} cluster(s) lost all their points and were moved to the farthest points",
         EmptyClusterWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return len(empty)
