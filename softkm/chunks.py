@@ -4,7 +4,7 @@ The fitting loops never touch a data matrix directly. They hand a ``DataSource``
 per-chunk kernel and get back the statistics summed over all chunks (``reduce``), or
 the kernel's result for every chunk in row order (``map``). ``ChunkedData`` is the
 in-memory source. ``softkm.streaming`` streams Parquet batches from disk and
-``softkm.dask_engine`` runs the kernels on the partitions of a Dask cluster; both
+``softkm.dask_engine`` runs the kernels on the partitions of a Dask cluster. Both
 implement the same protocol, so one fitting loop serves all three.
 """
 

@@ -229,7 +229,7 @@ def fit(
     max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Maximum iterations per restart.")] = 300,
     tol: Annotated[float, typer.Option("--tol", min=0.0, help="Hard: total squared centroid shift relative to the mean feature variance. Soft: relative objective change and step relative to sqrt(s).")] = 1e-4,
     seed: SeedOpt = 0,
-    algorithm: Annotated[Algorithm, typer.Option("--algorithm", help="Hard mode on in-memory data: hamerly skips the points that distance bounds prove cannot change cluster; lloyd recomputes every distance. Both give the same labels.")] = Algorithm.hamerly,
+    algorithm: Annotated[Algorithm, typer.Option("--algorithm", help="Hard mode on in-memory data. hamerly skips the points that distance bounds prove cannot change cluster, and lloyd recomputes every distance. Both give the same labels.")] = Algorithm.hamerly,
     columns: ColumnsOpt = None,
     exclude: ExcludeOpt = None,
     weights: WeightsOpt = None,
@@ -449,11 +449,11 @@ _OPTION_MODES = {
 }
 
 
-def _reject_unused_options(mode: Mode, probabilities: bool, given: dict) -> None:
+def _reject_unused_options(mode: Mode, probabilities: bool, given_options: dict) -> None:
     """Raise OptionError for options given on the command line that ``mode`` would ignore."""
     from softkm.errors import OptionError
 
-    for option, value in given.items():
+    for option, value in given_options.items():
         if value is None or mode.value in _OPTION_MODES[option]:
             continue
         if option == "--tau" and probabilities:

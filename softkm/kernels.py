@@ -29,7 +29,7 @@ _BLOCK_ENTRIES = 1 << 18
 _MIN_BLOCK_ROWS = 256
 # A chunk, the unit of work handed to a thread, spans one or more distance blocks. The
 # per-cluster sums cost a fixed overhead per chunk and cluster, so chunks are made
-# larger than a block where the data allows. A chunk holds at most this many entries
+# larger than a block where the data allows. A chunk contains at most this many entries
 # of X, and a data set splits into at least _MIN_CHUNKS chunks for the threads.
 _CHUNK_ENTRIES = 1 << 19
 _MIN_CHUNKS = 8

@@ -2,10 +2,10 @@
 
 ``ParquetInput`` reads the feature columns (and weights) of one Parquet file, a folder
 of Parquet files or a glob, batch by batch, checks them and casts them to the fit's
-dtype. ``ParquetStream`` computes the preprocessing in one pass over it (the
-``RawSource`` of ``softkm.engine.fit_source``), and ``ParquetSource`` is the
-``DataSource`` that maps every batch to working units as it is read, so that a fit
-holds one batch at a time whatever the number of rows. ``write_labels`` assigns the
+dtype. ``ParquetStream``, the ``RawSource`` of ``softkm.engine.fit_source``, computes the
+preprocessing in one pass over it. ``ParquetSource`` is the ``DataSource`` that maps
+every batch to working units as it is read, so a fit keeps one batch in memory at a
+time whatever the number of rows. ``write_labels`` assigns the
 rows of an input batch by batch and writes the labels in input order.
 
 Input order is the files in sorted path order, and the rows of each file in order.
@@ -49,9 +49,9 @@ DEFAULT_BATCH_ROWS = 65_536
 _MIN_BATCH_ROWS = 1024
 _MAX_BATCH_ROWS = 1 << 20
 
-# A batch is held about four times at once (the Arrow batch, its float64 features, the
-# dtype cast and the working-unit copy), and the limit keeps room for the same again
-# in the Parquet reader's buffers, the initialisation sample and the interpreter.
+# About four copies of a batch exist at once: the Arrow batch, its float64 features,
+# the dtype cast and the working-unit copy. The limit keeps room for the same again in
+# the Parquet reader's buffers, the initialisation sample and the interpreter.
 _COPIES_PER_BATCH = 8
 
 # Rows of a text column that decide whether it contains numbers stored as text.
@@ -478,8 +478,8 @@ class ParquetSource:
         shuffles the rows of each batch read. A mini-batch takes the next ``batch_size``
         rows of that stream, so one step reads about ``batch_size`` rows from disk.
         NOTE: a mini-batch comes from the one or few row groups being read, so data
-        stored sorted by cluster gives mini-batches from few clusters; store such data
-        shuffled or use full-batch steps.
+        stored sorted by cluster gives mini-batches from few clusters. Store such data
+        shuffled, or use full-batch steps.
         """
         pending_X: list[np.ndarray] = []
         pending_weights: list[np.ndarray] = []
@@ -659,8 +659,9 @@ class LabelsWriter:
 def estimated_memory_bytes(source: str, n_features_hint: int | None = None) -> int | None:
     """Estimate the bytes an in-memory fit of a Parquet file takes, or None for other inputs.
 
-    The estimate counts three float64 copies of every column (the table, the feature
-    matrix and its working-unit copy), which is what the in-memory path holds at its peak.
+    The estimate counts three float64 copies of every column (a table, a feature matrix
+    and its working-unit copy). That is an upper bound: the in-memory path reads a
+    Parquet file straight into one array of the fit's dtype and transforms it in place.
     """
     try:
         with open(source, "rb") as handle:
