@@ -22,6 +22,7 @@ from softkm.kernels import (
     chunk_rows,
     chunk_slices,
     row_norms_squared,
+    squared_residuals,
 )
 from softkm.parallel import parallel_map
 
@@ -159,8 +160,7 @@ class FarthestPoints:
     """The rows farthest from their nearest centroid, farthest first (ties: lowest row).
 
     ``points`` (count, n_features) are float64 working units, ``labels`` the nearest
-    centroid of each and ``distances`` the squared distance to it, in the data dtype's
-    precision. ``max_squared_norm`` is the largest ``|x|^2`` of the whole data.
+    centroid of each and ``distances`` the squared distance to it, in float64. ``max_squared_norm`` is the largest ``|x|^2`` of the whole data.
     """
 
     rows: np.ndarray
@@ -171,18 +171,27 @@ class FarthestPoints:
     max_squared_norm: float
 
 
-def farthest_points(data: DataSource, centroids: np.ndarray, count: int) -> FarthestPoints:
+def farthest_points(
+    data: DataSource, centroids: np.ndarray, count: int, labels: np.ndarray | None = None
+) -> FarthestPoints:
     """Find the ``count`` rows farthest from their nearest centroid, as one pass over ``data``.
 
+    The distances are ``|x - c|^2`` computed directly in float64, so the ranking does not
+    depend on how the nearest centroid was found. ``labels`` (n_samples,), when the
+    caller already has every row's nearest centroid, saves the assignment step.
     Each chunk returns its own ``count`` farthest rows and the candidates are merged on
     the caller's side, so only ``count`` rows per chunk leave the source.
     """
     working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)
+    known = labels
 
     def candidates(chunk: Chunk) -> FarthestPoints:
-        labels, nearest = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
-        distances = nearest.astype(np.float64)
+        if known is None:
+            labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+        else:
+            labels = known[chunk.rows]
+        distances = squared_residuals(chunk.X, working, labels)
         order = np.argsort(-distances, kind="stable")[:count]
         weights = np.ones(len(order)) if chunk.sample_weight is None else chunk.sample_weight[order]
         return FarthestPoints(

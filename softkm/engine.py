@@ -34,7 +34,7 @@ from softkm.kernels import (
     row_norms_squared,
     squared_residuals,
 )
-from softkm.hamerly import hamerly
+from softkm.hamerly import Bounds, final_labels, hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
 from softkm.memory import trim_c_heap
 from softkm.optim import OPTIMIZERS
@@ -412,7 +412,7 @@ def _finish(
     ``with_labels`` the step computes the inertia alone and ``labels`` is None.
     """
     centroids = preprocessing.inverse_centroids(run.centroids)
-    labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids), with_labels)
+    labels, inertia = _final_assignment(data, preprocessing.transform_centroids(centroids), with_labels, run.bounds)
     unit = preprocessing.squared_unit
     if mode == "hard":
         objective = inertia / data.total_weight
@@ -447,15 +447,28 @@ def _finish(
 
 
 def _final_assignment(
-    data: DataSource, centroids: np.ndarray, with_labels: bool = True
+    data: DataSource, centroids: np.ndarray, with_labels: bool = True, bounds: Bounds | None = None
 ) -> tuple[np.ndarray | None, float]:
     """Return labels (n_samples,) or None, and the weighted inertia, recomputed directly.
 
     The inertia is summed as ``|x - c|^2`` in float64 rather than taken from the
-    distance expansion, so it carries no cancellation error in float32.
+    distance expansion, so it carries no cancellation error in float32. ``bounds`` from
+    Hamerly's loop give the same labels while assigning only the points in doubt.
     """
     working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)
+
+    if bounds is not None and isinstance(data, ChunkedData):
+        labels = final_labels(data, bounds, centroids)
+
+        def residuals(chunk: Chunk) -> float:
+            squared = squared_residuals(chunk.X, working, labels[chunk.rows])
+            return float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
+
+        inertia = 0.0
+        for chunk_inertia in data.map(residuals):
+            inertia += chunk_inertia
+        return (labels if with_labels else None), inertia
 
     def assign(chunk: Chunk) -> tuple[np.ndarray, float]:
         chunk_labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
@@ -495,7 +508,7 @@ def _restart_score(
     """Return the value restarts are ranked by: the soft objective for soft mode, else inertia."""
     if mode == "soft":
         return _relaxed_objective(data, run.centroids, scale, settings)
-    _, inertia = _final_assignment(data, run.centroids)
+    _, inertia = _final_assignment(data, run.centroids, with_labels=False, bounds=run.bounds)
     return inertia / data.total_weight
 
 

@@ -10,6 +10,12 @@ The others get their upper bound tightened to the exact distance, and only those
 still in doubt have all their distances recomputed. The per-cluster sums are updated
 with the points that changed cluster instead of being recomputed.
 
+A relocated centroid (see ``softkm.lloyd.relocate_empty``) jumps too far for the
+triangle inequality to say anything useful, so the lower bounds take the exact
+distances to the relocated centroids instead, at a cost of one distance per point and
+relocated cluster. The final assignment of a fit is one more bounded step, from the
+last assigned centroids to the final ones (``final_labels``).
+
 The labels are those of ``softkm.lloyd.lloyd``: a point is only skipped when its bounds
 leave a margin larger than the rounding error of the distance expansion, and a point
 in doubt is assigned by the same kernel. The centroids agree with Lloyd's to rounding
@@ -21,12 +27,21 @@ only on in-memory data.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData
-from softkm.kernels import ChunkStats, assign_two_nearest, cluster_sums, row_norms_squared, squared_residuals
+from softkm.kernels import (
+    ChunkStats,
+    assign_two_nearest,
+    block_rows,
+    chunk_slices,
+    cluster_sums,
+    row_norms_squared,
+    squared_residuals,
+)
 from softkm.lloyd import IterationRecord, RunResult, move_centroids
 from softkm.parallel import parallel_map
 
@@ -35,6 +50,23 @@ from softkm.parallel import parallel_map
 _MARGIN_FACTOR = 8.0
 # Above this fraction of points in doubt, a chunk is assigned whole.
 _FULL_PASS_FRACTION = 0.5
+
+
+@dataclass
+class Bounds:
+    """The state of Hamerly's loop at its end.
+
+    ``labels`` (n_samples,) int32 are the nearest of ``centroids`` (n_clusters,
+    n_features, float64, working units), with ``upper`` and ``lower`` (n_samples,) their
+    bounds. ``relocated`` lists the clusters that the last step relocated, whose
+    movement the bounds cannot follow.
+    """
+
+    labels: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+    centroids: np.ndarray
+    relocated: np.ndarray
 
 
 def hamerly(
@@ -46,9 +78,10 @@ def hamerly(
 ) -> RunResult:
     """Run Lloyd iterations with Hamerly's bounds from centroids (n_clusters, n_features).
 
-    Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result. The bounds
-    are kept in the data's dtype: the margin (see ``_rounding_margin``) is thousands of
-    times the rounding of the bound updates, even in float32.
+    Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result, with the
+    final ``Bounds`` attached. The bounds are kept in the data's dtype: the margin (see
+    ``_rounding_margin``) is thousands of times the rounding of the bound updates, even
+    in float32.
     """
     n_clusters = centroids.shape[0]
     history: list[IterationRecord] = []
@@ -60,8 +93,15 @@ def hamerly(
     squares = _cluster_squares(data, labels, n_clusters)
     inertia = stats.inertia
     for iteration in range(1, max_iter + 1):
-        new_centroids, relocated = move_centroids(data, stats, centroids)
+        empty = np.flatnonzero(stats.weights <= 0)
+        assigned_stats = (stats.sums.copy(), stats.weights.copy()) if len(empty) else None
+        new_centroids, relocated = move_centroids(data, stats, centroids, labels)
         n_relocated += relocated
+        if relocated:
+            # relocate_empty took each relocated point out of its cluster's sums, but the
+            # point keeps its label until the next assignment, which moves it in the sums.
+            stats.sums, stats.weights = assigned_stats
+        jumped = empty[:relocated]
 
         shift = float(((new_centroids - centroids) ** 2).sum())
         record = IterationRecord(
@@ -76,21 +116,31 @@ def hamerly(
         if shift <= tol_shift:
             converged = True
         if converged or iteration == max_iter:
-            centroids = new_centroids
             break
 
-        if relocated:
-            # A relocated centroid jumped to a point, which invalidates the bounds of
-            # every point, so the assignment starts again from exact distances.
-            labels, upper, lower, stats = _full_pass(data, new_centroids)
-            squares = _cluster_squares(data, labels, n_clusters)
-            inertia = stats.inertia
-        else:
-            _update(data, centroids, new_centroids, labels, upper, lower, stats, squares)
-            inertia = _inertia(stats, squares, new_centroids)
+        _update(data, centroids, new_centroids, labels, upper, lower, stats, squares, jumped)
+        inertia = _inertia(stats, squares, new_centroids)
         centroids = new_centroids
 
-    return RunResult(centroids, len(history), converged, history, n_relocated)
+    bounds = Bounds(labels, upper, lower, centroids, jumped)
+    return RunResult(new_centroids, len(history), converged, history, n_relocated, bounds)
+
+
+def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray) -> np.ndarray:
+    """Return the nearest of ``centroids`` (n_clusters, n_features) for every row, int64.
+
+    The labels are those of ``softkm.kernels.assign_chunk``, found by one bounded step
+    from the centroids that ``bounds`` refers to, so only the points in doubt are
+    assigned again. ``bounds`` is updated in place to refer to ``centroids``.
+    """
+    labels = bounds.labels
+    for moved_rows, new_labels in _reassign(
+        data, bounds.centroids, centroids, labels, bounds.upper, bounds.lower, bounds.relocated
+    ):
+        labels[moved_rows] = new_labels
+    bounds.centroids = centroids
+    bounds.relocated = np.empty(0, dtype=np.intp)
+    return labels.astype(np.int64)
 
 
 def _full_pass(data: ChunkedData, centroids: np.ndarray):
@@ -150,19 +200,47 @@ def _rounding_margin(data: ChunkedData, centroids: np.ndarray) -> float:
     return _MARGIN_FACTOR * float(np.sqrt(np.finfo(data.X.dtype).eps * largest))
 
 
-def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares) -> int:
+def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares, relocated) -> int:
     """Move the bounds with the centroids, reassign the points left in doubt, and update
     labels and statistics in place. Returns the number of points that changed cluster.
     """
     n_clusters = centroids.shape[0]
+    n_changed = 0
+    for moved_rows, new_labels in _reassign(data, old_centroids, centroids, labels, upper, lower, relocated):
+        _move_points(data, moved_rows, labels[moved_rows], new_labels, stats, squares, n_clusters)
+        labels[moved_rows] = new_labels
+        n_changed += len(moved_rows)
+    return n_changed
+
+
+def _reassign(
+    data: ChunkedData,
+    old_centroids: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    relocated: np.ndarray,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Move the bounds from ``old_centroids`` to ``centroids`` and reassign the points in doubt.
+
+    ``labels`` hold the nearest of ``old_centroids``; ``upper`` and ``lower`` are updated
+    in place. ``relocated`` lists the clusters whose move the bounds cannot follow: every
+    point's exact distance to them enters its lower bound. Yields, chunk by chunk in row
+    order, the rows whose nearest centroid changed and their new labels; ``labels``
+    itself is left to the caller.
+    """
+    n_clusters = centroids.shape[0]
     dtype = upper.dtype
     delta = np.sqrt(((centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
+    followed = delta.copy()
+    followed[relocated] = 0.0
     if n_clusters > 1:
         between = np.sqrt(np.maximum(_squared_centroid_distances(centroids), 0.0))
         np.fill_diagonal(between, np.inf)
         half_gap = (0.5 * between.min(axis=1)).astype(dtype)
-        order = np.argsort(delta)
-        farthest_mover, largest, runner_up = order[-1], delta[order[-1]], delta[order[-2]]
+        order = np.argsort(followed)
+        farthest_mover, largest, runner_up = order[-1], followed[order[-1]], followed[order[-2]]
     else:
         half_gap = np.full(1, np.inf, dtype=dtype)
         farthest_mover, largest, runner_up = 0, 0.0, 0.0
@@ -170,6 +248,8 @@ def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares
     delta = delta.astype(dtype)
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
+    jumped = working[relocated]
+    jumped_norms = c_squared_norms[relocated]
 
     def kernel(chunk: Chunk):
         own = labels[chunk.rows]
@@ -180,6 +260,9 @@ def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares
         chunk_upper += delta[own]
         chunk_lower -= largest
         chunk_lower[own == farthest_mover] += largest - runner_up
+        if len(relocated):
+            np.minimum(chunk_lower, _nearest_distance(chunk.X, chunk.x_squared_norms, jumped, jumped_norms),
+                       out=chunk_lower)
 
         threshold = np.maximum(half_gap[own], chunk_lower)
         threshold -= margin
@@ -211,13 +294,29 @@ def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares
         changed = found != doubt_labels[rows]
         return chunk.rows.start + recomputed[changed], found[changed]
 
-    n_changed = 0
     for moved_rows, new_labels in parallel_map(kernel, data.chunks()):
         if len(moved_rows):
-            _move_points(data, moved_rows, labels[moved_rows], new_labels, stats, squares, n_clusters)
-            labels[moved_rows] = new_labels
-            n_changed += len(moved_rows)
-    return n_changed
+            yield moved_rows, new_labels
+
+
+def _nearest_distance(
+    X: np.ndarray, x_squared_norms: np.ndarray, centroids: np.ndarray, c_squared_norms: np.ndarray
+) -> np.ndarray:
+    """Return each row's distance (not squared) to the nearest of ``centroids``, (n_rows,).
+
+    X (n_rows, n_features) and centroids (r, n_features) share one dtype; the squared
+    distances come from the expansion, one block of rows at a time.
+    """
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    for rows in chunk_slices(X.shape[0], block_rows(centroids.shape[0])):
+        squared = X[rows] @ centroids.T  # (m, r)
+        squared *= -2.0
+        squared += c_squared_norms
+        nearest = squared.min(axis=1)
+        nearest += x_squared_norms[rows]
+        np.maximum(nearest, 0.0, out=nearest)
+        out[rows] = np.sqrt(nearest)
+    return out
 
 
 def _move_points(data, rows, old_labels, new_labels, stats, squares, n_clusters) -> None:

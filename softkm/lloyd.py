@@ -14,12 +14,16 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from softkm.chunks import Chunk, DataSource, farthest_points
 from softkm.errors import EmptyClusterWarning
 from softkm.kernels import ChunkStats, hard_chunk, row_norms_squared
+
+if TYPE_CHECKING:
+    from softkm.hamerly import Bounds
 
 
 @dataclass
@@ -43,13 +47,18 @@ class IterationRecord:
 
 @dataclass
 class RunResult:
-    """The centroids (n_clusters, n_features) in working units after one run, and its history."""
+    """The centroids (n_clusters, n_features) in working units after one run, and its history.
+
+    ``bounds`` is the state of Hamerly's loop (``softkm.hamerly.Bounds``) when it ran,
+    which lets the final assignment skip the points it proves settled.
+    """
 
     centroids: np.ndarray
     n_iter: int
     converged: bool
     history: list[IterationRecord]
     n_relocated: int
+    bounds: Bounds | None = None
 
 
 def lloyd(
@@ -110,16 +119,21 @@ def assignment_pass(data: DataSource, centroids: np.ndarray) -> ChunkStats:
     return data.reduce(kernel, centroids.shape[0])
 
 
-def move_centroids(data: DataSource, stats: ChunkStats, centroids: np.ndarray) -> tuple[np.ndarray, int]:
+def move_centroids(
+    data: DataSource, stats: ChunkStats, centroids: np.ndarray, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Return the Lloyd step from ``centroids`` (k, d) and the number of relocated clusters.
 
     Each cluster with weight moves to the weighted mean of its points. Each cluster
     without weight is relocated by ``relocate_empty``, which also edits ``stats``.
+    The relocated clusters are the first ones (in index order) of those without weight.
+    ``labels`` (n_samples,), every row's nearest centroid when the caller has them,
+    saves ``relocate_empty`` a pass over the data.
     """
     new_centroids = centroids.copy()
     moved = stats.weights > 0
     new_centroids[moved] = stats.sums[moved] / stats.weights[moved, None]
-    relocated = relocate_empty(data, stats, centroids, new_centroids)
+    relocated = relocate_empty(data, stats, centroids, new_centroids, labels)
     return new_centroids, relocated
 
 
@@ -128,6 +142,7 @@ def relocate_empty(
     stats: ChunkStats,
     assigned_centroids: np.ndarray,
     centroids: np.ndarray,
+    labels: np.ndarray | None = None,
 ) -> int:
     """Move each cluster without weight onto one of the points farthest from its centroid.
 
@@ -136,16 +151,17 @@ def relocate_empty(
     out of its old cluster's sums, whose centroid is recomputed, so the objective can
     only fall. Edits ``centroids`` in place and returns the number of relocated clusters.
     Finding the farthest points costs one more pass over the data, run only when a
-    cluster is empty.
+    cluster is empty; with ``labels`` (see ``farthest_points``) that pass computes no
+    distances to other centroids.
     """
     empty = np.flatnonzero(stats.weights <= 0)
     if len(empty) == 0:
         return 0
-    farthest = farthest_points(data, assigned_centroids, len(empty))
+    farthest = farthest_points(data, assigned_centroids, len(empty), labels)
     # A point already on its centroid would only duplicate that centroid, which loses
     # the tie again next iteration: with fewer distinct points than clusters, the
     # surplus clusters stay empty instead of cycling. Distances below the rounding error
-    # of the expansion |x|^2 - 2 x.c + |c|^2 count as zero.
+    # of the distance expansion in the data's dtype count as zero.
     rounding = 16 * np.finfo(data.dtype).eps * farthest.max_squared_norm
     usable = np.flatnonzero(farthest.distances > rounding)
     empty = empty[: len(usable)]

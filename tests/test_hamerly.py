@@ -16,6 +16,8 @@ import pytest
 from softkm import engine, parallel
 from softkm.chunks import ChunkedData
 from softkm.errors import OptionError
+from softkm.chunks import farthest_points
+from softkm.hamerly import final_labels as hamerly_final_labels
 from softkm.hamerly import hamerly
 from softkm.kernels import assign_chunk, row_norms_squared
 from softkm.lloyd import lloyd
@@ -47,6 +49,11 @@ def assert_same_run(data, start, max_iter=50, tol_shift=0.0):
 
     assert result.n_iter == expected.n_iter
     assert result.converged == expected.converged
+    # The bounded final step must give the exact assignment, without a full pass.
+    np.testing.assert_array_equal(
+        hamerly_final_labels(data, result.bounds, result.centroids), final_labels(data, result.centroids),
+        err_msg="labels from the bounds differ from a full assignment to the final centroids",
+    )
     assert result.n_relocated == expected.n_relocated
     scale = float(np.abs(expected.centroids).max()) + 1.0
     assert np.abs(result.centroids - expected.centroids).max() <= 1e-9 * scale
@@ -104,6 +111,43 @@ def test_hamerly_matches_lloyd_with_empty_cluster(dtype):
     expected = assert_same_run(data, start)
 
     assert expected.n_relocated >= 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("max_iter", [1, 2, 3, 50])
+def test_hamerly_matches_lloyd_with_many_relocations(dtype, max_iter):
+    # 20 starting rows, each given twice: ties go to the lower index, so 20 clusters
+    # are empty after the first assignment and jump to the farthest points. The short
+    # runs end right after that, so the final step starts from bounds that the
+    # relocated centroids invalidated.
+    X = blobs(8, n_samples=4000, n_features=16, n_centres=5, spread=0.3)
+    data, _ = working_data(X, dtype, n_clusters=40, chunk_size=700)
+    rows = np.random.default_rng(8).choice(len(X), 20, replace=False)
+    start = data.X[np.concatenate([rows, rows])].astype(np.float64)
+
+    expected = assert_same_run(data, start, max_iter=max_iter)
+
+    assert expected.n_relocated >= 20
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_farthest_points_with_known_labels(dtype):
+    X = blobs(9, n_samples=2500, n_features=4)
+    data, _ = working_data(X, dtype, n_clusters=6, chunk_size=300)
+    centroids = data.X[:6].astype(np.float64)
+    labels = final_labels(data, centroids)
+
+    found = farthest_points(data, centroids, 7)
+    given = farthest_points(data, centroids, 7, labels)
+
+    np.testing.assert_array_equal(given.rows, found.rows)
+    np.testing.assert_array_equal(given.labels, found.labels)
+    np.testing.assert_array_equal(given.distances, found.distances)
+    # The distances are |x - c|^2 in float64, and the first is the largest of all rows.
+    working = centroids.astype(data.X.dtype).astype(np.float64)
+    every = ((data.X.astype(np.float64) - working[labels]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(found.distances, every[found.rows], rtol=1e-12)
+    assert found.distances[0] == every.max()
 
 
 def test_hamerly_matches_lloyd_duplicates():
