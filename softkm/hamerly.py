@@ -245,7 +245,12 @@ def _reassign(
         half_gap = np.full(1, np.inf, dtype=dtype)
         farthest_mover, largest, runner_up = 0, 0.0, 0.0
     margin = _rounding_margin(data, centroids)
+    # Per-cluster tables, gathered by each point's label: every other centroid moved by
+    # at most the largest movement among the others.
+    drop = np.full(n_clusters, largest, dtype=dtype)
+    drop[farthest_mover] = runner_up
     delta = delta.astype(dtype)
+    half_gap -= dtype.type(margin)
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
     jumped = working[relocated]
@@ -255,17 +260,16 @@ def _reassign(
         own = labels[chunk.rows]
         chunk_upper = upper[chunk.rows]
         chunk_lower = lower[chunk.rows]
-        # The triangle inequality: the own centroid moved by delta_own, and every other
-        # one by at most the largest movement among the others.
-        chunk_upper += delta[own]
-        chunk_lower -= largest
-        chunk_lower[own == farthest_mover] += largest - runner_up
+        # The triangle inequality moves the bounds by the centroids' movements.
+        chunk_upper += np.take(delta, own)
+        chunk_lower -= np.take(drop, own)
         if len(relocated):
             np.minimum(chunk_lower, _nearest_distance(chunk.X, chunk.x_squared_norms, jumped, jumped_norms),
                        out=chunk_lower)
 
-        threshold = np.maximum(half_gap[own], chunk_lower)
-        threshold -= margin
+        # A point is settled when its upper bound is below max(half_gap, lower) by the margin.
+        threshold = chunk_lower - dtype.type(margin)
+        np.maximum(threshold, np.take(half_gap, own), out=threshold)
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, doubt

@@ -132,7 +132,8 @@ def distance_block(
 
 # Up to this many clusters, the scores are laid out as (n_clusters, rows): NumPy's row
 # maximum is vectorised along contiguous memory there, while its row argmax over so few
-# entries pays a per-row overhead several times larger.
+# entries pays a per-row overhead several times larger. The label codes of
+# ``_hit_labels`` need 1.5 k^2 < 2^16.
 _TRANSPOSED_MAX_CLUSTERS = 32
 
 
@@ -178,25 +179,27 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
             scores = centroids @ X[rows].T  # (k, m)
             scores -= half_norms[:, None]
             block_best = scores.max(axis=0)
-            # Zeros, so that a row whose scores are all NaN still gets a valid label.
-            block_labels = np.zeros(len(block_best), dtype=np.int64)
-            # Descending, so that the lowest index among equal scores is written last.
-            for cluster in range(n_clusters - 1, -1, -1):
-                np.copyto(block_labels, cluster, where=scores[cluster] == block_best)
+            hits = scores == block_best  # (k, m), one True per row unless scores tie
+            block_labels = _hit_labels(hits)
             labels[rows] = block_labels
             best[rows] = block_best
             if second and n_clusters > 1:
-                scores[block_labels, np.arange(len(block_labels))] = -np.inf
+                # Only the label's own entry is masked, so a tie for the best score
+                # leaves the runner-up equal to the best.
+                flat_index = block_labels * scores.shape[1]
+                flat_index += np.arange(scores.shape[1])
+                scores.reshape(-1)[flat_index] = -np.inf
                 runner_up[rows] = scores.max(axis=0)
         else:
             scores = X[rows] @ centroids.T  # (m, k)
             scores -= half_norms
             block_labels = np.argmax(scores, axis=1)
-            block_index = np.arange(len(block_labels))
+            flat_index = np.arange(0, scores.size, n_clusters)
+            flat_index += block_labels
             labels[rows] = block_labels
-            best[rows] = scores[block_index, block_labels]
+            best[rows] = scores.reshape(-1)[flat_index]
             if second:
-                scores[block_index, block_labels] = -np.inf
+                scores.reshape(-1)[flat_index] = -np.inf
                 runner_up[rows] = scores.max(axis=1)
 
     nearest = x_squared_norms - 2.0 * best
@@ -206,6 +209,28 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     second_nearest = x_squared_norms - 2.0 * runner_up
     np.maximum(second_nearest, 0.0, out=second_nearest)
     return labels, nearest, second_nearest
+
+
+
+
+def _hit_labels(hits: np.ndarray) -> np.ndarray:
+    """Return, for each column of ``hits`` (k, m) bool, the lowest row index that is True.
+
+    Columns with no True (all scores NaN) get 0. Returns (m,) int64.
+    """
+    n_clusters = hits.shape[0]
+    # With weights k + c, a column with one True at row c sums to k + c < 2k, and a
+    # column with two or more sums to at least k + (k + 1) = 2k + 1. Even with every
+    # entry True the sum, 1.5 k^2 at most, fits in 16 bits for these small k.
+    weights = np.arange(n_clusters, 2 * n_clusters, dtype=np.uint16)
+    codes = np.einsum("k,km->m", weights, hits.view(np.uint8))  # (m,)
+    labels = codes.astype(np.int64)
+    labels -= n_clusters
+    # Ties and all-NaN columns, both rare, are resolved one by one.
+    irregular = np.flatnonzero((codes < n_clusters) | (codes >= 2 * n_clusters))
+    if len(irregular):
+        labels[irregular] = np.argmax(hits[:, irregular], axis=0)
+    return labels
 
 
 # Up to this many features, per-feature weighted bincounts are the fastest way to sum

@@ -16,6 +16,7 @@ from softkm.kernels import (
     _BLOCK_ENTRIES,
     ChunkStats,
     assign_chunk,
+    assign_two_nearest,
     block_rows,
     chunk_rows,
     cluster_sums,
@@ -249,6 +250,35 @@ def test_assign_chunk_tie_lower_index(dtype, duplicate_at):
 
     assert np.all(labels == duplicate_at)
     assert np.all(hard_labels == duplicate_at)
+
+
+@pytest.mark.parametrize("n_clusters", [4, 32, 40])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_two_nearest_ties(dtype, n_clusters):
+    # Every centroid equal: each row ties across all clusters (the label-code sums are
+    # at their largest), so the label is 0 and the runner-up equals the nearest.
+    X, _, _ = make_case("random", dtype)
+    X = np.ascontiguousarray(X[:50])
+    same = np.repeat(X[:1], n_clusters, axis=0)
+
+    labels, nearest, second = assign_two_nearest(*kernel_inputs(X, same))
+
+    assert np.all(labels == 0)
+    np.testing.assert_array_equal(second, nearest)
+
+    # Two copies of one centroid among distinct ones: rows nearest to the copies take
+    # the lower index and have the copy as runner-up; the others are unaffected.
+    centroids = X[5 : 5 + n_clusters].copy()
+    centroids[n_clusters - 1] = centroids[1]
+    labels, nearest, second = assign_two_nearest(*kernel_inputs(X, centroids))
+    expected, _ = assign_chunk(*kernel_inputs(X, centroids))
+    tied = labels == 1
+
+    np.testing.assert_array_equal(labels, expected)
+    assert not np.any(labels == n_clusters - 1), "the higher copy of a duplicate centroid won a tie"
+    assert tied.any()
+    np.testing.assert_array_equal(second[tied], nearest[tied])
+    assert np.all(second >= nearest)
 
 
 # ---------------------------------------------------------------- hard statistics
