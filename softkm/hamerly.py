@@ -59,7 +59,7 @@ class Bounds:
     ``labels`` (n_samples,) int32 are the nearest of ``centroids`` (n_clusters,
     n_features, float64, working units), with ``upper`` and ``lower`` (n_samples,) their
     bounds. ``relocated`` lists the clusters that the last step relocated, whose
-    movement the bounds cannot follow.
+    movement the bounds cannot follow. ``max_squared_norm`` is the largest ``|x|^2``.
     """
 
     labels: np.ndarray
@@ -67,6 +67,7 @@ class Bounds:
     lower: np.ndarray
     centroids: np.ndarray
     relocated: np.ndarray
+    max_squared_norm: float
 
 
 def hamerly(
@@ -92,6 +93,7 @@ def hamerly(
     labels, upper, lower, stats = _full_pass(data, centroids)
     squares = _cluster_squares(data, labels, n_clusters)
     inertia = stats.inertia
+    max_squared_norm = float(data.x_squared_norms.max(initial=0.0))
     for iteration in range(1, max_iter + 1):
         empty = np.flatnonzero(stats.weights <= 0)
         assigned_stats = (stats.sums.copy(), stats.weights.copy()) if len(empty) else None
@@ -118,11 +120,12 @@ def hamerly(
         if converged or iteration == max_iter:
             break
 
-        _update(data, centroids, new_centroids, labels, upper, lower, stats, squares, jumped)
+        bounds = Bounds(labels, upper, lower, centroids, jumped, max_squared_norm)
+        _update(data, bounds, new_centroids, stats, squares)
         inertia = _inertia(stats, squares, new_centroids)
         centroids = new_centroids
 
-    bounds = Bounds(labels, upper, lower, centroids, jumped)
+    bounds = Bounds(labels, upper, lower, centroids, jumped, max_squared_norm)
     return RunResult(new_centroids, len(history), converged, history, n_relocated, bounds)
 
 
@@ -134,9 +137,7 @@ def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray) -> np
     assigned again. ``bounds`` is updated in place to refer to ``centroids``.
     """
     labels = bounds.labels
-    for moved_rows, new_labels in _reassign(
-        data, bounds.centroids, centroids, labels, bounds.upper, bounds.lower, bounds.relocated
-    ):
+    for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, with_statistics=False):
         labels[moved_rows] = new_labels
     bounds.centroids = centroids
     bounds.relocated = np.empty(0, dtype=np.intp)
@@ -194,42 +195,44 @@ def _inertia(stats: ChunkStats, squares: np.ndarray, centroids: np.ndarray) -> f
     return float(max(per_cluster.sum(), 0.0))
 
 
-def _rounding_margin(data: ChunkedData, centroids: np.ndarray) -> float:
-    """Return a bound on the rounding error of a computed distance, in distance units."""
-    largest = float(data.x_squared_norms.max(initial=0.0)) + float((centroids**2).sum(axis=1).max(initial=0.0))
-    return _MARGIN_FACTOR * float(np.sqrt(np.finfo(data.X.dtype).eps * largest))
+def _rounding_margin(dtype: np.dtype, max_squared_norm: float, centroids: np.ndarray) -> float:
+    """Return a bound on the rounding error of a computed distance, in distance units.
 
-
-def _update(data, old_centroids, centroids, labels, upper, lower, stats, squares, relocated) -> int:
-    """Move the bounds with the centroids, reassign the points left in doubt, and update
-    labels and statistics in place. Returns the number of points that changed cluster.
+    ``max_squared_norm`` is the largest ``|x|^2`` of the data.
     """
-    n_clusters = centroids.shape[0]
+    largest = max_squared_norm + float((centroids**2).sum(axis=1).max(initial=0.0))
+    return _MARGIN_FACTOR * float(np.sqrt(np.finfo(dtype).eps * largest))
+
+
+def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: ChunkStats, squares: np.ndarray) -> int:
+    """Move ``bounds`` to ``centroids``, reassign the points left in doubt, and update the
+    labels, bounds and statistics in place. Returns the number of points that changed cluster.
+    """
     n_changed = 0
-    for moved_rows, new_labels in _reassign(data, old_centroids, centroids, labels, upper, lower, relocated):
-        _move_points(data, moved_rows, labels[moved_rows], new_labels, stats, squares, n_clusters)
-        labels[moved_rows] = new_labels
+    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, with_statistics=True):
+        sums, weights, norms = moved
+        stats.sums += sums
+        stats.weights += weights
+        squares += norms
+        bounds.labels[moved_rows] = new_labels
         n_changed += len(moved_rows)
     return n_changed
 
 
 def _reassign(
-    data: ChunkedData,
-    old_centroids: np.ndarray,
-    centroids: np.ndarray,
-    labels: np.ndarray,
-    upper: np.ndarray,
-    lower: np.ndarray,
-    relocated: np.ndarray,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Move the bounds from ``old_centroids`` to ``centroids`` and reassign the points in doubt.
+    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, with_statistics: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray, tuple | None]]:
+    """Move the bounds from ``bounds.centroids`` to ``centroids`` and reassign the points in doubt.
 
-    ``labels`` hold the nearest of ``old_centroids``; ``upper`` and ``lower`` are updated
-    in place. ``relocated`` lists the clusters whose move the bounds cannot follow: every
-    point's exact distance to them enters its lower bound. Yields, chunk by chunk in row
-    order, the rows whose nearest centroid changed and their new labels; ``labels``
-    itself is left to the caller.
+    ``bounds.labels`` hold the nearest of ``bounds.centroids``, and ``bounds.upper`` and
+    ``bounds.lower`` are updated in place. Every point's exact distance to the clusters
+    in ``bounds.relocated``, whose move the bounds cannot follow, enters its lower bound.
+    Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
+    new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
+    weights (k,) and squares (k,) that their move makes. The labels are left to the caller.
     """
+    labels, upper, lower, relocated = bounds.labels, bounds.upper, bounds.lower, bounds.relocated
+    old_centroids = bounds.centroids
     n_clusters = centroids.shape[0]
     dtype = upper.dtype
     delta = np.sqrt(((centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
@@ -244,7 +247,7 @@ def _reassign(
     else:
         half_gap = np.full(1, np.inf, dtype=dtype)
         farthest_mover, largest, runner_up = 0, 0.0, 0.0
-    margin = _rounding_margin(data, centroids)
+    margin = _rounding_margin(data.X.dtype, bounds.max_squared_norm, centroids)
     # Per-cluster tables, gathered by each point's label: every other centroid moved by
     # at most the largest movement among the others.
     drop = np.full(n_clusters, largest, dtype=dtype)
@@ -256,8 +259,8 @@ def _reassign(
     jumped = working[relocated]
     jumped_norms = c_squared_norms[relocated]
 
-    def kernel(chunk: Chunk):
-        own = labels[chunk.rows]
+    def moves(chunk: Chunk, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the chunk's rows (local indices) whose nearest centroid changed, and their new labels."""
         chunk_upper = upper[chunk.rows]
         chunk_lower = lower[chunk.rows]
         # The triangle inequality moves the bounds by the centroids' movements.
@@ -272,7 +275,7 @@ def _reassign(
         np.maximum(threshold, np.take(half_gap, own), out=threshold)
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
-            return doubt, doubt
+            return doubt, own[doubt]
         if len(doubt) > _FULL_PASS_FRACTION * len(own):
             # Most points are in doubt, as in the first iterations: gathering them costs
             # more than assigning the whole chunk, which gives the same labels.
@@ -280,7 +283,7 @@ def _reassign(
             chunk_upper[:] = np.sqrt(nearest)
             chunk_lower[:] = np.sqrt(second)
             changed = np.flatnonzero(found != own)
-            return chunk.rows.start + changed, found[changed]
+            return changed, found[changed]
         X = chunk.X[doubt]
         doubt_labels = own[doubt]
         # The exact distance to the own centroid, in float64, tightens the upper bound.
@@ -288,7 +291,7 @@ def _reassign(
         chunk_upper[doubt] = exact
         rows = np.flatnonzero(exact > threshold[doubt])
         if len(rows) == 0:
-            return rows, rows
+            return rows, own[rows]
         found, nearest, second = assign_two_nearest(
             X[rows], chunk.x_squared_norms[doubt[rows]], working, c_squared_norms
         )
@@ -296,11 +299,19 @@ def _reassign(
         chunk_upper[recomputed] = np.sqrt(nearest)
         chunk_lower[recomputed] = np.sqrt(second)
         changed = found != doubt_labels[rows]
-        return chunk.rows.start + recomputed[changed], found[changed]
+        return recomputed[changed], found[changed]
 
-    for moved_rows, new_labels in parallel_map(kernel, data.chunks()):
+    def kernel(chunk: Chunk):
+        own = labels[chunk.rows]
+        changed, new_labels = moves(chunk, own)
+        statistics = None
+        if with_statistics and len(changed):
+            statistics = _moved_statistics(chunk, changed, own[changed], new_labels, n_clusters)
+        return chunk.rows.start + changed, new_labels, statistics
+
+    for moved_rows, new_labels, statistics in parallel_map(kernel, data.chunks()):
         if len(moved_rows):
-            yield moved_rows, new_labels
+            yield moved_rows, new_labels, statistics
 
 
 def _nearest_distance(
@@ -323,19 +334,21 @@ def _nearest_distance(
     return out
 
 
-def _move_points(data, rows, old_labels, new_labels, stats, squares, n_clusters) -> None:
-    """Move the points at ``rows`` from their old clusters' statistics to their new ones."""
-    X = data.X[rows]
-    weights = None if data.sample_weight is None else data.sample_weight[rows]
-    norms = data.x_squared_norms[rows].astype(np.float64)
+def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, new_labels: np.ndarray,
+                      n_clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the change of the per-cluster sums (k, d), weights (k,) and squares (k,)
+    when the chunk's ``rows`` (local indices) move from ``old_labels`` to ``new_labels``.
+    """
+    X = chunk.X[rows]
+    weights = None if chunk.sample_weight is None else chunk.sample_weight[rows]
+    norms = chunk.x_squared_norms[rows].astype(np.float64)
     if weights is not None:
         norms = norms * weights
     old_sums, old_weights = cluster_sums(X, old_labels, weights, n_clusters)
     new_sums, new_weights = cluster_sums(X, new_labels, weights, n_clusters)
-    stats.sums += new_sums - old_sums
-    stats.weights += new_weights - old_weights
-    squares += np.bincount(new_labels, weights=norms, minlength=n_clusters)
+    squares = np.bincount(new_labels, weights=norms, minlength=n_clusters)
     squares -= np.bincount(old_labels, weights=norms, minlength=n_clusters)
+    return new_sums - old_sums, new_weights - old_weights, squares
 
 
 def _squared_centroid_distances(centroids: np.ndarray) -> np.ndarray:
