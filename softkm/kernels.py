@@ -83,6 +83,60 @@ def squared_residuals(X: np.ndarray, centroids: np.ndarray, labels: np.ndarray) 
 
 
 @dataclass
+class FarthestRows:
+    """The rows farthest from their nearest centroid, farthest first (ties: lowest row).
+
+    ``rows`` (q,) are row indices in the whole source, ``points`` (q, n_features) float64
+    working units and ``distances`` (q,) float64 the squared distance of each to its
+    nearest centroid, in the data dtype's precision. ``max_squared_norm`` is the largest
+    ``|x|^2`` of all rows seen, not only of the q kept ones.
+    """
+
+    rows: np.ndarray
+    points: np.ndarray
+    distances: np.ndarray
+    max_squared_norm: float
+
+    @classmethod
+    def select(
+        cls, first_row: int, X: np.ndarray, x_squared_norms: np.ndarray, nearest: np.ndarray, count: int
+    ) -> "FarthestRows":
+        """Keep the ``count`` rows of X (n_rows, n_features) with the largest ``nearest`` (n_rows,).
+
+        The cost is O(n_rows) plus the copy of the kept rows: a partition finds the
+        count-th largest distance, and rows tied with it are kept lowest index first.
+        """
+        distances = nearest.astype(np.float64)
+        n_rows = len(distances)
+        if count < n_rows:
+            threshold = np.partition(distances, n_rows - count)[n_rows - count]
+            above = np.flatnonzero(distances > threshold)
+            tied = np.flatnonzero(distances == threshold)[: count - len(above)]
+            selected = np.concatenate([above, tied])
+        else:
+            selected = np.arange(n_rows)
+        selected = selected[np.lexsort((selected, -distances[selected]))]
+        return cls(
+            first_row + selected,
+            X[selected].astype(np.float64),
+            distances[selected],
+            float(x_squared_norms.max(initial=0.0)),
+        )
+
+    def merge(self, other: "FarthestRows", count: int) -> "FarthestRows":
+        """Return the ``count`` farthest rows of both, in the same order as ``select``."""
+        rows = np.concatenate([self.rows, other.rows])
+        distances = np.concatenate([self.distances, other.distances])
+        order = np.lexsort((rows, -distances))[:count]
+        return FarthestRows(
+            rows[order],
+            np.concatenate([self.points, other.points])[order],
+            distances[order],
+            max(self.max_squared_norm, other.max_squared_norm),
+        )
+
+
+@dataclass
 class ChunkStats:
     """Sufficient statistics of one chunk (or of several, once added together).
 
@@ -92,7 +146,8 @@ class ChunkStats:
     weights defined in ``relaxed_chunk``. ``objective`` is the chunk's weighted objective
     (not yet divided by the total weight) and ``inertia`` its weighted hard inertia.
     ``mass`` (n_clusters,) is the weighted total membership of each cluster in the
-    relaxed modes, None in hard mode.
+    relaxed modes, None in hard mode. ``farthest``, when a relaxed pass was asked for
+    it, contains up to n_clusters rows farthest from the pass's centroids, else None.
     """
 
     sums: np.ndarray
@@ -100,6 +155,7 @@ class ChunkStats:
     objective: float = 0.0
     inertia: float = 0.0
     mass: np.ndarray | None = None
+    farthest: FarthestRows | None = None
 
     @classmethod
     def zeros(cls, n_clusters: int, n_features: int) -> "ChunkStats":
@@ -113,6 +169,16 @@ class ChunkStats:
         self.inertia += other.inertia
         if other.mass is not None:
             self.mass = other.mass.copy() if self.mass is None else self.mass + other.mass
+        if other.farthest is not None:
+            # The merge keeps a fixed order (distance, then row), so the result does
+            # not depend on the order in which chunks are added.
+            count = self.sums.shape[0]
+            self.farthest = other.farthest if self.farthest is None else self.farthest.merge(other.farthest, count)
+
+    def copy(self) -> "ChunkStats":
+        """Return a copy whose arrays can be changed without changing these."""
+        mass = None if self.mass is None else self.mass.copy()
+        return ChunkStats(self.sums.copy(), self.weights.copy(), self.objective, self.inertia, mass, self.farthest)
 
 
 def distance_block(
@@ -294,6 +360,7 @@ def relaxed_chunk(
     noise: np.ndarray | None = None,
     straight_through: bool = False,
     return_responsibilities: bool = False,
+    first_row: int | None = None,
 ) -> tuple[ChunkStats, np.ndarray | None]:
     """Return the relaxed objective of one chunk and the statistics of its gradient.
 
@@ -318,12 +385,16 @@ def relaxed_chunk(
     the derivative of ``sum_c (h_c - stop(p_c) + p_c) d_c``.
 
     The statistics' ``inertia`` is the weighted hard inertia of the current centroids.
+    With ``first_row`` (the index of X's first row in the whole source) the statistics
+    also keep the n_clusters rows farthest from their nearest centroid, so that a
+    caller can relocate starved clusters without another pass over the data.
     The second return value is ``p`` (n_rows, n_clusters) when requested, else None.
     The work runs one distance block of rows at a time (see ``_relaxed_block``).
     """
     n_clusters, n_features = centroids.shape
     total = ChunkStats(np.zeros((n_clusters, n_features)), np.zeros(n_clusters), mass=np.zeros(n_clusters))
     memberships = np.empty((X.shape[0], n_clusters), dtype=X.dtype) if return_responsibilities else None
+    nearest = np.empty(X.shape[0], dtype=X.dtype) if first_row is not None else None
     half_norms = 0.5 * c_squared_norms
     for rows in chunk_slices(X.shape[0], block_rows(n_clusters)):
         _relaxed_block(
@@ -336,8 +407,11 @@ def relaxed_chunk(
             None if noise is None else noise[rows],
             straight_through,
             None if memberships is None else memberships[rows],
+            None if nearest is None else nearest[rows],
             total,
         )
+    if nearest is not None:
+        total.farthest = FarthestRows.select(first_row, X, x_squared_norms, nearest, n_clusters)
     return total, memberships
 
 
@@ -356,9 +430,11 @@ def _relaxed_block(
     noise: np.ndarray | None,
     straight_through: bool,
     memberships_out: np.ndarray | None,
+    nearest_out: np.ndarray | None,
     total: ChunkStats,
 ) -> None:
-    """Add one block's relaxed statistics to ``total``, and write its memberships if asked.
+    """Add one block's relaxed statistics to ``total``, and write its memberships and
+    squared distances to the nearest centroid if asked.
 
     The block is laid out as (n_clusters, m): every per-row reduction (maximum, sum) then
     runs along contiguous memory, which NumPy vectorises, instead of over rows of only
@@ -371,6 +447,8 @@ def _relaxed_block(
     best = scores.max(axis=0)  # (m,)
     nearest = x_squared_norms - 2.0 * best  # (m,) squared distance to the nearest centroid
     np.maximum(nearest, 0.0, out=nearest)
+    if nearest_out is not None:
+        nearest_out[...] = nearest
 
     # logits = -(d - d_min) / T = 2 (score - best) / T: at most 0, with a 0 in every
     # row. Dividing by T / 2 instead of multiplying keeps 0 at 0 when 2 / T overflows.

@@ -27,7 +27,7 @@ import numpy as np
 
 from softkm.chunks import Chunk, DataSource, farthest_points
 from softkm.errors import EmptyClusterWarning
-from softkm.kernels import ChunkStats, gumbel_noise, relaxed_chunk, row_norms_squared
+from softkm.kernels import ChunkStats, FarthestRows, gumbel_noise, relaxed_chunk, row_norms_squared
 from softkm.lloyd import IterationRecord, RunResult, assignment_pass
 from softkm.optim import make_optimizer
 
@@ -126,7 +126,10 @@ def gradient_descent(
         centroids -= update
         starved = _starved_clusters(batch, stats)
         if len(starved):
-            n_relocated += _relocate_starved(data, centroids, starved)
+            # A full pass has kept its farthest rows. A minibatch's rows would cover the
+            # batch only, so relocation then searches all of the data.
+            candidates = stats.farthest if batches is None else None
+            n_relocated += _relocate_starved(data, centroids, starved, candidates)
             optimizer.reset(starved)
 
         shift = float((update**2).sum())
@@ -161,7 +164,8 @@ def relaxed_pass(
     Gumbel noise is drawn per chunk from a generator seeded by one draw of ``rng`` and
     the chunk index, so the noise of a chunk does not depend on how chunks are scheduled.
     The kernel refers to nothing but its chunk, the centroids and plain settings, so
-    it can be shipped to the workers of a cluster.
+    it can be shipped to the workers of a cluster. The returned statistics keep the
+    rows farthest from these centroids (``ChunkStats.farthest``) for relocation.
     """
     dtype = data.dtype
     n_clusters = centroids.shape[0]
@@ -187,6 +191,7 @@ def relaxed_pass(
             temperature,
             noise=noise,
             straight_through=straight_through,
+            first_row=chunk.rows.start,
         )
         return stats
 
@@ -200,16 +205,26 @@ def _starved_clusters(data: DataSource, stats: ChunkStats) -> np.ndarray:
     return np.flatnonzero(stats.mass < _STARVED_FRACTION_OF_A_POINT * data.min_positive_weight)
 
 
-def _relocate_starved(data: DataSource, centroids: np.ndarray, starved: np.ndarray) -> int:
-    """Move starved centroids onto the points farthest from their nearest centroid, in place."""
-    farthest = farthest_points(data, centroids, len(starved))
+def _relocate_starved(
+    data: DataSource, centroids: np.ndarray, starved: np.ndarray, candidates: FarthestRows | None = None
+) -> int:
+    """Move starved centroids onto the points farthest from their nearest centroid, in place.
+
+    ``candidates`` are the farthest rows found by the pass that computed the gradient,
+    so the distances are to the centroids before this step, as in hard mode, where
+    relocation uses the centroids of the assignment. The candidates hold n_clusters
+    rows (or all rows, if fewer), enough for every starved cluster. Without candidates
+    a separate pass finds the farthest rows from ``centroids``.
+    """
+    farthest = candidates if candidates is not None else farthest_points(data, centroids, len(starved))
+    distances = farthest.distances[: len(starved)]
     # As in hard mode, a point already on a centroid is no place to move to.
     rounding = 16 * np.finfo(data.dtype).eps * farthest.max_squared_norm
-    usable = farthest.distances > rounding
+    usable = distances > rounding
     count = int(np.count_nonzero(usable))
     if count == 0:
         return 0
-    centroids[starved[:count]] = farthest.points[usable]
+    centroids[starved[:count]] = farthest.points[: len(starved)][usable]
     warnings.warn(
         f"{count} cluster(s) lost nearly all membership and were moved to the farthest points",
         EmptyClusterWarning,
