@@ -361,6 +361,8 @@ def relaxed_chunk(
     straight_through: bool = False,
     return_responsibilities: bool = False,
     first_row: int | None = None,
+    noise_rng: np.random.Generator | None = None,
+    noise_scale: float = 1.0,
 ) -> tuple[ChunkStats, np.ndarray | None]:
     """Return the relaxed objective of one chunk and the statistics of its gradient.
 
@@ -384,6 +386,11 @@ def relaxed_chunk(
     pass uses the gradient of ``p``: ``G_xj = w_x (h_xj - p_xj (d_xj - dbar_x) / T)``,
     the derivative of ``sum_c (h_c - stop(p_c) + p_c) d_c``.
 
+    In place of ``noise``, ``noise_rng`` draws ``g = noise_scale * Gumbel`` one distance
+    block at a time (see ``gumbel_noise``), so no noise array of the whole chunk is
+    held. The draws follow the blocks in row order, each block cluster-major, so they
+    depend only on the generator's state and the chunk's shape.
+
     The statistics' ``inertia`` is the weighted hard inertia of the current centroids.
     With ``first_row`` (the index of X's first row in the whole source) the statistics
     also keep the n_clusters rows farthest from their nearest centroid, so that a
@@ -397,6 +404,10 @@ def relaxed_chunk(
     nearest = np.empty(X.shape[0], dtype=X.dtype) if first_row is not None else None
     half_norms = 0.5 * c_squared_norms
     for rows in chunk_slices(X.shape[0], block_rows(n_clusters)):
+        if noise_rng is not None:
+            block_noise = gumbel_noise(noise_rng, (n_clusters, rows.stop - rows.start), X.dtype, noise_scale)
+        else:
+            block_noise = None if noise is None else noise[rows].T
         _relaxed_block(
             X[rows],
             x_squared_norms[rows],
@@ -404,7 +415,7 @@ def relaxed_chunk(
             centroids,
             half_norms,
             temperature,
-            None if noise is None else noise[rows],
+            block_noise,
             straight_through,
             None if memberships is None else memberships[rows],
             None if nearest is None else nearest[rows],
@@ -427,7 +438,7 @@ def _relaxed_block(
     centroids: np.ndarray,
     half_norms: np.ndarray,
     temperature: float,
-    noise: np.ndarray | None,
+    noise: np.ndarray | None,  # (k, m)
     straight_through: bool,
     memberships_out: np.ndarray | None,
     nearest_out: np.ndarray | None,
@@ -465,7 +476,7 @@ def _relaxed_block(
     if noise is None:
         exponentials = np.exp(logits)  # (k, m), every column's maximum is exp(0) = 1
     else:
-        exponentials = logits + noise.T
+        exponentials = logits + noise
         exponentials -= exponentials.max(axis=0)
         np.exp(exponentials, out=exponentials)
     inverse_sums = 1.0 / exponentials.sum(axis=0)  # (m,), each sum is >= 1
@@ -533,15 +544,18 @@ def responsibilities_chunk(
     return softmax_rows(membership_logits(shifted, temperature))
 
 
-def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Draw standard Gumbel noise ``-log(-log u)`` (shape) in the given dtype.
+def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, scale: float = 1.0) -> np.ndarray:
+    """Draw standard Gumbel noise ``-log(-log u)`` (shape), times ``scale``, in the given dtype.
 
     ``u = (2 j + 1) 2^-24`` for a uniform 23-bit integer j, built from 32 random bits
     by placing j in the mantissa of a float32 in [1, 2) and subtracting ``1 - 2^-24``,
     which is exact. So u lies in [2^-24, 1 - 2^-24], both logarithms are finite, and
     the noise lies in about [-2.8, 16.6]: the upper tail beyond that has probability
     below 1e-7. The noise is computed in float32, because the random bits, not the
-    arithmetic, are the cost; float64 callers get it converted.
+    arithmetic, are the cost; float64 callers get it converted. The scale is applied
+    with the final negation, which saves a pass over the noise. That happens in float32
+    unless a float64 caller's scale is outside [1e-30, 1e30], where the scaled noise
+    could overflow or lose precision in float32.
     """
     size = int(np.prod(shape))
     words = rng.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size]  # (size,)
@@ -552,5 +566,9 @@ def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dty
     np.log(noise, out=noise)
     np.negative(noise, out=noise)
     np.log(noise, out=noise)
-    np.negative(noise, out=noise)
-    return noise.reshape(shape).astype(dtype, copy=False)
+    if np.dtype(dtype) == np.float32 or 1e-30 <= abs(scale) <= 1e30:
+        noise *= np.float32(-scale)
+        return noise.reshape(shape).astype(dtype, copy=False)
+    scaled = noise.reshape(shape).astype(dtype)
+    scaled *= -scale
+    return scaled

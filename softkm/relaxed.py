@@ -27,7 +27,7 @@ import numpy as np
 
 from softkm.chunks import Chunk, DataSource, farthest_points
 from softkm.errors import EmptyClusterWarning
-from softkm.kernels import ChunkStats, FarthestRows, gumbel_noise, relaxed_chunk, row_norms_squared
+from softkm.kernels import ChunkStats, FarthestRows, relaxed_chunk, row_norms_squared
 from softkm.lloyd import IterationRecord, RunResult, assignment_pass
 from softkm.optim import make_optimizer
 
@@ -175,13 +175,11 @@ def relaxed_pass(
     noise_key = int(rng.integers(0, 2**63)) if settings.mode == "gumbel" else None
 
     def kernel(chunk: Chunk) -> ChunkStats:
-        noise = None
+        noise_rng = None
         if noise_key is not None:
-            chunk_rng = np.random.default_rng([noise_key, chunk.index])
-            # Drawn as (n_clusters, rows) and passed transposed: the kernel's block is
-            # cluster-major, so it then reads the noise along contiguous memory.
-            noise = gumbel_noise(chunk_rng, (n_clusters, chunk.X.shape[0]), dtype).T
-            noise /= tau
+            # SFC64 rather than NumPy's default PCG64: random_raw ran about 25% faster
+            # with NumPy 2.4 on an AMD EPYC, and the bits are a third of the noise's cost.
+            noise_rng = np.random.Generator(np.random.SFC64(np.random.SeedSequence([noise_key, chunk.index])))
         stats, _ = relaxed_chunk(
             chunk.X,
             chunk.x_squared_norms,
@@ -189,9 +187,10 @@ def relaxed_pass(
             working,
             c_squared_norms,
             temperature,
-            noise=noise,
             straight_through=straight_through,
             first_row=chunk.rows.start,
+            noise_rng=noise_rng,
+            noise_scale=1.0 / tau,
         )
         return stats
 

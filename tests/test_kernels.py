@@ -347,6 +347,24 @@ def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_chunk_noise_rng_matches_array(dtype):
+    X, sample_weight, centroids, temperature, _, _ = relaxed_problem("random", dtype, True, "noise")
+    inputs = (X, row_norms_squared(X), sample_weight, centroids, row_norms_squared(centroids), temperature)
+    # One distance block covers the whole chunk, so the kernel draws the same
+    # cluster-major (n_clusters, n_samples) noise as this call.
+    assert N_SAMPLES <= block_rows(N_CLUSTERS)
+    noise = gumbel_noise(np.random.default_rng(3), (N_CLUSTERS, N_SAMPLES), np.dtype(dtype), 2.0).T
+
+    drawn, _ = relaxed_chunk(*inputs, noise_rng=np.random.default_rng(3), noise_scale=2.0)
+    passed, _ = relaxed_chunk(*inputs, noise=noise)
+
+    assert drawn.objective == passed.objective
+    assert np.array_equal(drawn.sums, passed.sums)
+    assert np.array_equal(drawn.weights, passed.weights)
+    assert np.array_equal(drawn.mass, passed.mass)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_relaxed_chunk_without_memberships(dtype):
     X, sample_weight, centroids, temperature, noise, _ = relaxed_problem("random", dtype, False, "soft")
 
@@ -398,6 +416,16 @@ def test_gumbel_noise_distribution(dtype):
     # tolerances are about 10 standard errors at this sample size.
     assert abs(noise.mean(dtype=np.float64) - np.euler_gamma) < 0.015
     assert abs(noise.var(dtype=np.float64) - np.pi**2 / 6) < 0.05
+
+
+@pytest.mark.parametrize("scale", [0.5, 1e40])
+def test_gumbel_noise_scale(scale):
+    standard = gumbel_noise(np.random.default_rng(8), (1000,), np.dtype(np.float64))
+    scaled = gumbel_noise(np.random.default_rng(8), (1000,), np.dtype(np.float64), scale)
+
+    assert np.all(np.isfinite(scaled))
+    # 1e40 is beyond float32, so that scale is applied in float64.
+    assert np.allclose(scaled, scale * standard, rtol=1e-7, atol=0)
 
 
 class ExtremeBits:
