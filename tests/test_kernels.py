@@ -565,10 +565,12 @@ def test_relaxed_farthest_rows_match_farthest_points(dtype, chunk_size):
 
     found = data.reduce(kernel, N_CLUSTERS).farthest
     expected = farthest_points(data, centroids, N_CLUSTERS)
+    # The relaxed kernel computes the distances in logit units, so they differ by rounding.
+    tolerance = ROUNDING[dtype] * expansion_scale(X, centroids).max()
 
     assert found.rows.tolist() == expected.rows.tolist()
     assert np.array_equal(found.points, expected.points)
-    assert np.array_equal(found.distances, expected.distances)
+    assert np.all(np.abs(found.distances - expected.distances) <= tolerance)
     assert found.max_squared_norm == expected.max_squared_norm
 
 
