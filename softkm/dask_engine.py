@@ -399,8 +399,7 @@ def _reduce_block(kernel, block: ChunkedData, first_chunk: int, first_row: int, 
 
 def _add_stats(first: ChunkStats, second: ChunkStats) -> ChunkStats:
     # The inputs may be results that the worker still stores, so they are copied, not edited.
-    mass = None if first.mass is None else first.mass.copy()
-    total = ChunkStats(first.sums.copy(), first.weights.copy(), first.objective, first.inertia, mass)
+    total = first.copy()
     total.add(second)
     return total
 

@@ -83,6 +83,60 @@ def squared_residuals(X: np.ndarray, centroids: np.ndarray, labels: np.ndarray) 
 
 
 @dataclass
+class FarthestRows:
+    """The rows farthest from their nearest centroid, farthest first (ties: lowest row).
+
+    ``rows`` (q,) are row indices in the whole source, ``points`` (q, n_features) float64
+    working units and ``distances`` (q,) float64 the squared distance of each to its
+    nearest centroid, in the data dtype's precision. ``max_squared_norm`` is the largest
+    ``|x|^2`` of all rows seen, not only of the q kept ones.
+    """
+
+    rows: np.ndarray
+    points: np.ndarray
+    distances: np.ndarray
+    max_squared_norm: float
+
+    @classmethod
+    def select(
+        cls, first_row: int, X: np.ndarray, x_squared_norms: np.ndarray, nearest: np.ndarray, count: int
+    ) -> "FarthestRows":
+        """Keep the ``count`` rows of X (n_rows, n_features) with the largest ``nearest`` (n_rows,).
+
+        The cost is O(n_rows) plus the copy of the kept rows: a partition finds the
+        count-th largest distance, and rows tied with it are kept lowest index first.
+        """
+        distances = nearest.astype(np.float64)
+        n_rows = len(distances)
+        if count < n_rows:
+            threshold = np.partition(distances, n_rows - count)[n_rows - count]
+            above = np.flatnonzero(distances > threshold)
+            tied = np.flatnonzero(distances == threshold)[: count - len(above)]
+            selected = np.concatenate([above, tied])
+        else:
+            selected = np.arange(n_rows)
+        selected = selected[np.lexsort((selected, -distances[selected]))]
+        return cls(
+            first_row + selected,
+            X[selected].astype(np.float64),
+            distances[selected],
+            float(x_squared_norms.max(initial=0.0)),
+        )
+
+    def merge(self, other: "FarthestRows", count: int) -> "FarthestRows":
+        """Return the ``count`` farthest rows of both, in the same order as ``select``."""
+        rows = np.concatenate([self.rows, other.rows])
+        distances = np.concatenate([self.distances, other.distances])
+        order = np.lexsort((rows, -distances))[:count]
+        return FarthestRows(
+            rows[order],
+            np.concatenate([self.points, other.points])[order],
+            distances[order],
+            max(self.max_squared_norm, other.max_squared_norm),
+        )
+
+
+@dataclass
 class ChunkStats:
     """Sufficient statistics of one chunk (or of several, once added together).
 
@@ -92,7 +146,8 @@ class ChunkStats:
     weights defined in ``relaxed_chunk``. ``objective`` is the chunk's weighted objective
     (not yet divided by the total weight) and ``inertia`` its weighted hard inertia.
     ``mass`` (n_clusters,) is the weighted total membership of each cluster in the
-    relaxed modes, None in hard mode.
+    relaxed modes, None in hard mode. ``farthest``, when a relaxed pass was asked for
+    it, contains up to n_clusters rows farthest from the pass's centroids, else None.
     """
 
     sums: np.ndarray
@@ -100,6 +155,7 @@ class ChunkStats:
     objective: float = 0.0
     inertia: float = 0.0
     mass: np.ndarray | None = None
+    farthest: FarthestRows | None = None
 
     @classmethod
     def zeros(cls, n_clusters: int, n_features: int) -> "ChunkStats":
@@ -113,6 +169,16 @@ class ChunkStats:
         self.inertia += other.inertia
         if other.mass is not None:
             self.mass = other.mass.copy() if self.mass is None else self.mass + other.mass
+        if other.farthest is not None:
+            # The merge keeps a fixed order (distance, then row), so the result does
+            # not depend on the order in which chunks are added.
+            count = self.sums.shape[0]
+            self.farthest = other.farthest if self.farthest is None else self.farthest.merge(other.farthest, count)
+
+    def copy(self) -> "ChunkStats":
+        """Return a copy whose arrays can be changed without changing these."""
+        mass = None if self.mass is None else self.mass.copy()
+        return ChunkStats(self.sums.copy(), self.weights.copy(), self.objective, self.inertia, mass, self.farthest)
 
 
 def distance_block(
@@ -332,6 +398,9 @@ def relaxed_chunk(
     noise: np.ndarray | None = None,
     straight_through: bool = False,
     return_responsibilities: bool = False,
+    first_row: int | None = None,
+    noise_rng: np.random.Generator | None = None,
+    noise_scale: float = 1.0,
 ) -> tuple[ChunkStats, np.ndarray | None]:
     """Return the relaxed objective of one chunk and the statistics of its gradient.
 
@@ -355,15 +424,35 @@ def relaxed_chunk(
     pass uses the gradient of ``p``: ``G_xj = w_x (h_xj - p_xj (d_xj - dbar_x) / T)``,
     the derivative of ``sum_c (h_c - stop(p_c) + p_c) d_c``.
 
+    In place of ``noise``, ``noise_rng`` draws ``g = noise_scale * Gumbel`` one distance
+    block at a time (see ``gumbel_noise``), so no noise array of the whole chunk is
+    held. The draws follow the blocks in row order, each block cluster-major, so they
+    depend only on the generator's state and the chunk's shape.
+
     The statistics' ``inertia`` is the weighted hard inertia of the current centroids.
+    With ``first_row`` (the index of X's first row in the whole source) the statistics
+    also keep the n_clusters rows farthest from their nearest centroid, so that a
+    caller can relocate starved clusters without another pass over the data.
     The second return value is ``p`` (n_rows, n_clusters) when requested, else None.
     The work runs one distance block of rows at a time (see ``_relaxed_block``).
     """
     n_clusters, n_features = centroids.shape
     total = ChunkStats(np.zeros((n_clusters, n_features)), np.zeros(n_clusters), mass=np.zeros(n_clusters))
     memberships = np.empty((X.shape[0], n_clusters), dtype=X.dtype) if return_responsibilities else None
+    nearest = np.empty(X.shape[0], dtype=X.dtype) if first_row is not None else None
     half_norms = 0.5 * c_squared_norms
-    for rows in chunk_slices(X.shape[0], block_rows(n_clusters)):
+    prescaled = _scores_fit_prescaled(x_squared_norms, c_squared_norms, temperature)
+    if prescaled:
+        centroids = centroids * (2.0 / temperature)
+        half_norms = half_norms * (2.0 / temperature)
+    rows_per_block = block_rows(n_clusters)
+    workspace = _BlockWorkspace(n_clusters, n_features, min(rows_per_block, X.shape[0]), X.dtype)
+    for rows in chunk_slices(X.shape[0], rows_per_block):
+        if noise_rng is not None:
+            # Left in float32: the addition to the logits converts it on the fly.
+            block_noise = gumbel_noise(noise_rng, (n_clusters, rows.stop - rows.start), np.float32, noise_scale)
+        else:
+            block_noise = None if noise is None else noise[rows].T
         _relaxed_block(
             X[rows],
             x_squared_norms[rows],
@@ -371,17 +460,64 @@ def relaxed_chunk(
             centroids,
             half_norms,
             temperature,
-            None if noise is None else noise[rows],
+            prescaled,
+            block_noise,
             straight_through,
             None if memberships is None else memberships[rows],
+            None if nearest is None else nearest[rows],
+            workspace,
             total,
         )
+    if nearest is not None:
+        total.farthest = FarthestRows.select(first_row, X, x_squared_norms, nearest, n_clusters)
     return total, memberships
 
 
 # Logits below this give exp() == 0 in float32 and float64 alike. Clipping to it keeps
 # them finite, so that a membership of exactly 0 times its logit is 0, not NaN.
 _LOGIT_FLOOR = -1e4
+# Scores scaled by 2 / T stay below this in magnitude, far from the float32 maximum
+# (3.4e38), when the kernel scales the centroids before the matrix product.
+_PRESCALED_SCORE_LIMIT = 1e30
+
+
+class _BlockWorkspace:
+    """Buffers for the (k, m) blocks and scaled rows of one chunk, reused block by block.
+
+    Fresh arrays of a few MiB per block can cost more than the arithmetic on them,
+    because glibc may unmap or trim such blocks when they are freed, and the next block
+    then faults its pages in again. On one 125000 x 2 float64 chunk with 16 clusters
+    (glibc 2.36), allocating per block made this kernel about 2.5 times slower.
+    """
+
+    def __init__(self, n_clusters: int, n_features: int, max_rows: int, dtype: np.dtype) -> None:
+        self.scores = np.empty(n_clusters * max_rows, dtype=dtype)
+        self.exponentials = np.empty(n_clusters * max_rows, dtype=dtype)
+        self.scaled_rows = np.empty(max_rows * n_features, dtype=dtype)
+
+    def blocks(self, n_clusters: int, n_rows: int, n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return C-contiguous (k, m), (k, m) and (m, d) views for a block of n_rows rows."""
+        entries = n_clusters * n_rows
+        return (
+            self.scores[:entries].reshape(n_clusters, n_rows),
+            self.exponentials[:entries].reshape(n_clusters, n_rows),
+            self.scaled_rows[: n_rows * n_features].reshape(n_rows, n_features),
+        )
+
+
+def _scores_fit_prescaled(x_squared_norms: np.ndarray, c_squared_norms: np.ndarray, temperature: float) -> bool:
+    """Return whether the scores ``2/T (x.c - |c|^2/2)`` and the scaled centroids are finite.
+
+    By Cauchy-Schwarz every such score, every scaled centroid entry and every scaled
+    ``|c|^2/2`` is at most ``2/T (|x| |c| + |c| + |c|^2/2)`` in magnitude, with the
+    largest norms of the chunk and the centroids. Below the limit, no logit can
+    overflow to -inf, so no logit needs the clip to ``_LOGIT_FLOOR``.
+    """
+    largest_x = math.sqrt(float(x_squared_norms.max(initial=0.0)))
+    largest_c_squared = float(c_squared_norms.max(initial=0.0))
+    largest_c = math.sqrt(largest_c_squared)
+    bound = 2.0 / temperature * (largest_x * largest_c + largest_c + 0.5 * largest_c_squared)
+    return math.isfinite(bound) and bound < _PRESCALED_SCORE_LIMIT
 
 
 def _relaxed_block(
@@ -391,41 +527,56 @@ def _relaxed_block(
     centroids: np.ndarray,
     half_norms: np.ndarray,
     temperature: float,
-    noise: np.ndarray | None,
+    prescaled: bool,
+    noise: np.ndarray | None,  # (k, m)
     straight_through: bool,
     memberships_out: np.ndarray | None,
+    nearest_out: np.ndarray | None,
+    workspace: _BlockWorkspace,
     total: ChunkStats,
 ) -> None:
-    """Add one block's relaxed statistics to ``total``, and write its memberships if asked.
+    """Add one block's relaxed statistics to ``total``, and write its memberships and
+    squared distances to the nearest centroid if asked.
 
     The block is laid out as (n_clusters, m): every per-row reduction (maximum, sum) then
     runs along contiguous memory, which NumPy vectorises, instead of over rows of only
     k entries. ``p`` is never normalised as a whole: with ``E = exp(logits)`` and
     ``r = 1 / sum_c E``, ``p = r E``, so the row factor ``r w`` is applied to the (m, d)
     rows of X and to the weight vector instead of to the (k, m) block.
+
+    With ``prescaled`` the centroids and half norms come multiplied by 2 / T (see
+    ``_scores_fit_prescaled``), so the scores are already in logit units and the block
+    needs neither a scaling pass nor the clip.
     """
-    scores = centroids @ X.T  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
+    scores, exponentials, scaled_rows = workspace.blocks(centroids.shape[0], X.shape[0], X.shape[1])
+    np.matmul(centroids, X.T, out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
     scores -= half_norms[:, None]
     best = scores.max(axis=0)  # (m,)
-    nearest = x_squared_norms - 2.0 * best  # (m,) squared distance to the nearest centroid
+    if prescaled:
+        nearest = x_squared_norms - temperature * best  # (m,) squared distance to the nearest centroid
+    else:
+        nearest = x_squared_norms - 2.0 * best
     np.maximum(nearest, 0.0, out=nearest)
+    if nearest_out is not None:
+        nearest_out[...] = nearest
 
     # logits = -(d - d_min) / T = 2 (score - best) / T: at most 0, with a 0 in every
     # row. Dividing by T / 2 instead of multiplying keeps 0 at 0 when 2 / T overflows.
     logits = scores
     logits -= best
-    factor = 2.0 / temperature
-    if math.isfinite(factor):
-        logits *= factor
-    else:
-        logits /= temperature / 2.0
-    if logits.min() < _LOGIT_FLOOR:
-        np.maximum(logits, _LOGIT_FLOOR, out=logits)
+    if not prescaled:
+        factor = 2.0 / temperature
+        if math.isfinite(factor):
+            logits *= factor
+        else:
+            logits /= temperature / 2.0
+        if logits.min() < _LOGIT_FLOOR:
+            np.maximum(logits, _LOGIT_FLOOR, out=logits)
 
     if noise is None:
-        exponentials = np.exp(logits)  # (k, m), every column's maximum is exp(0) = 1
+        np.exp(logits, out=exponentials)  # (k, m), every column's maximum is exp(0) = 1
     else:
-        exponentials = logits + noise.T
+        np.add(logits, noise, out=exponentials)
         exponentials -= exponentials.max(axis=0)
         np.exp(exponentials, out=exponentials)
     inverse_sums = 1.0 / exponentials.sum(axis=0)  # (m,), each sum is >= 1
@@ -446,7 +597,7 @@ def _relaxed_block(
     gradient_weights = logits
 
     row_factor = inverse_sums if sample_weight is None else inverse_sums * sample_weight.astype(X.dtype)
-    scaled_rows = X * row_factor[:, None]  # (m, d)
+    np.multiply(X, row_factor[:, None], out=scaled_rows)  # (m, d)
     sums = (gradient_weights @ scaled_rows).astype(np.float64)  # (k, d)
     weights = (gradient_weights @ row_factor).astype(np.float64)  # (k,)
     mass = (exponentials @ row_factor).astype(np.float64)  # (k,)
@@ -493,15 +644,18 @@ def responsibilities_chunk(
     return softmax_rows(membership_logits(shifted, temperature))
 
 
-def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Draw standard Gumbel noise ``-log(-log u)`` (shape) in the given dtype.
+def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, scale: float = 1.0) -> np.ndarray:
+    """Draw standard Gumbel noise ``-log(-log u)`` (shape), times ``scale``, in the given dtype.
 
     ``u = (2 j + 1) 2^-24`` for a uniform 23-bit integer j, built from 32 random bits
     by placing j in the mantissa of a float32 in [1, 2) and subtracting ``1 - 2^-24``,
     which is exact. So u lies in [2^-24, 1 - 2^-24], both logarithms are finite, and
     the noise lies in about [-2.8, 16.6]: the upper tail beyond that has probability
     below 1e-7. The noise is computed in float32, because the random bits, not the
-    arithmetic, are the cost; float64 callers get it converted.
+    arithmetic, are the cost; float64 callers get it converted. The scale is applied
+    with the final negation, which saves a pass over the noise. That happens in float32
+    unless a float64 caller's scale is outside [1e-30, 1e30], where the scaled noise
+    could overflow or lose precision in float32.
     """
     size = int(np.prod(shape))
     words = rng.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size]  # (size,)
@@ -512,5 +666,9 @@ def gumbel_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dty
     np.log(noise, out=noise)
     np.negative(noise, out=noise)
     np.log(noise, out=noise)
-    np.negative(noise, out=noise)
-    return noise.reshape(shape).astype(dtype, copy=False)
+    if np.dtype(dtype) == np.float32 or 1e-30 <= abs(scale) <= 1e30:
+        noise *= np.float32(-scale)
+        return noise.reshape(shape).astype(dtype, copy=False)
+    scaled = noise.reshape(shape).astype(dtype)
+    scaled *= -scale
+    return scaled

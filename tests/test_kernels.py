@@ -11,10 +11,11 @@ first-order error bounds built from it.
 import numpy as np
 import pytest
 
-from softkm.chunks import ChunkedData
+from softkm.chunks import ChunkedData, farthest_points
 from softkm.kernels import (
     _BLOCK_ENTRIES,
     ChunkStats,
+    FarthestRows,
     assign_chunk,
     assign_two_nearest,
     block_rows,
@@ -376,6 +377,24 @@ def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_chunk_noise_rng_matches_array(dtype):
+    X, sample_weight, centroids, temperature, _, _ = relaxed_problem("random", dtype, True, "noise")
+    inputs = (X, row_norms_squared(X), sample_weight, centroids, row_norms_squared(centroids), temperature)
+    # One distance block covers the whole chunk, so the kernel draws the same
+    # cluster-major (n_clusters, n_samples) noise as this call.
+    assert N_SAMPLES <= block_rows(N_CLUSTERS)
+    noise = gumbel_noise(np.random.default_rng(3), (N_CLUSTERS, N_SAMPLES), np.dtype(dtype), 2.0).T
+
+    drawn, _ = relaxed_chunk(*inputs, noise_rng=np.random.default_rng(3), noise_scale=2.0)
+    passed, _ = relaxed_chunk(*inputs, noise=noise)
+
+    assert drawn.objective == passed.objective
+    assert np.array_equal(drawn.sums, passed.sums)
+    assert np.array_equal(drawn.weights, passed.weights)
+    assert np.array_equal(drawn.mass, passed.mass)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_relaxed_chunk_without_memberships(dtype):
     X, sample_weight, centroids, temperature, noise, _ = relaxed_problem("random", dtype, False, "soft")
 
@@ -427,6 +446,16 @@ def test_gumbel_noise_distribution(dtype):
     # tolerances are about 10 standard errors at this sample size.
     assert abs(noise.mean(dtype=np.float64) - np.euler_gamma) < 0.015
     assert abs(noise.var(dtype=np.float64) - np.pi**2 / 6) < 0.05
+
+
+@pytest.mark.parametrize("scale", [0.5, 1e40])
+def test_gumbel_noise_scale(scale):
+    standard = gumbel_noise(np.random.default_rng(8), (1000,), np.dtype(np.float64))
+    scaled = gumbel_noise(np.random.default_rng(8), (1000,), np.dtype(np.float64), scale)
+
+    assert np.all(np.isfinite(scaled))
+    # 1e40 is beyond float32, so that scale is applied in float64.
+    assert np.allclose(scaled, scale * standard, rtol=1e-7, atol=0)
 
 
 class ExtremeBits:
@@ -547,6 +576,52 @@ def test_relaxed_stats_chunk_sum(dtype, chunk_size):
     assert np.all(np.abs(chunked.mass - whole.mass) <= 2 * bounds["mass"])
     assert np.all(np.abs(chunked.weights - whole.weights) <= 2 * bounds["weights"])
     assert np.all(np.abs(chunked.sums - whole.sums) <= 2 * bounds["sums"])
+
+
+@pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_farthest_rows_match_farthest_points(dtype, chunk_size):
+    X, sample_weight, centroids, temperature, _, _ = relaxed_problem("random", dtype, True, "soft")
+    X[41] = X[40]  # two rows at the same distance: the lower row must come first
+    c_norms = row_norms_squared(centroids)
+    data = ChunkedData.build(X, sample_weight, N_CLUSTERS, chunk_size)
+
+    def kernel(chunk):
+        stats, _ = relaxed_chunk(
+            chunk.X, chunk.x_squared_norms, chunk.sample_weight, centroids, c_norms, temperature,
+            first_row=chunk.rows.start,
+        )
+        return stats
+
+    found = data.reduce(kernel, N_CLUSTERS).farthest
+    expected = farthest_points(data, centroids, N_CLUSTERS)
+    # The relaxed kernel computes the distances in logit units, so they differ by rounding.
+    tolerance = ROUNDING[dtype] * expansion_scale(X, centroids).max()
+
+    assert found.rows.tolist() == expected.rows.tolist()
+    assert np.array_equal(found.points, expected.points)
+    assert np.all(np.abs(found.distances - expected.distances) <= tolerance)
+    assert found.max_squared_norm == expected.max_squared_norm
+
+
+def test_farthest_rows_merge_order_free():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(30, 2))
+    # Rounded, so that distances tie: the 5th and 6th largest are both 3.5.
+    nearest = np.round(rng.uniform(0, 4, size=30), 1)
+    norms = row_norms_squared(X)
+    parts = [FarthestRows.select(start, X[start:start + 10], norms[start:start + 10], nearest[start:start + 10], 5)
+             for start in (0, 10, 20)]
+
+    forward = parts[0].merge(parts[1], 5).merge(parts[2], 5)
+    backward = parts[2].merge(parts[1], 5).merge(parts[0], 5)
+    expected = np.lexsort((np.arange(30), -nearest))[:5]
+
+    assert forward.rows.tolist() == expected.tolist()
+    assert backward.rows.tolist() == expected.tolist()
+    assert np.array_equal(forward.points, X[expected])
+    assert np.array_equal(forward.distances, nearest[expected])
+    assert forward.max_squared_norm == norms.max()
 
 
 def test_chunk_stats_add_mass():
