@@ -252,10 +252,15 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     best = np.empty(n_rows, dtype=X.dtype)
     runner_up = np.full(n_rows, -np.inf, dtype=X.dtype) if second else None
     transposed = n_clusters <= _TRANSPOSED_MAX_CLUSTERS
+    # One score buffer serves every block (see _BlockWorkspace for why).
+    rows_per_block = min(block_rows(n_clusters), max(n_rows, 1))
+    buffer = np.empty(rows_per_block * n_clusters, dtype=X.dtype)
 
-    for rows in chunk_slices(n_rows, block_rows(n_clusters)):
+    for rows in chunk_slices(n_rows, rows_per_block):
+        size = (rows.stop - rows.start) * n_clusters
         if transposed:
-            scores = centroids @ _features_major(X[rows])  # (k, m)
+            scores = buffer[:size].reshape(n_clusters, -1)  # (k, m)
+            np.matmul(centroids, _features_major(X[rows]), out=scores)
             scores -= half_norms[:, None]
             block_best = scores.max(axis=0)
             hits = scores == block_best  # (k, m), one True per row unless scores tie
@@ -270,7 +275,8 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
                 scores.reshape(-1)[flat_index] = -np.inf
                 runner_up[rows] = scores.max(axis=0)
         else:
-            scores = X[rows] @ centroids.T  # (m, k)
+            scores = buffer[:size].reshape(-1, n_clusters)  # (m, k)
+            np.matmul(X[rows], centroids.T, out=scores)
             scores -= half_norms
             block_labels = np.argmax(scores, axis=1)
             flat_index = np.arange(0, scores.size, n_clusters)
@@ -288,8 +294,6 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     second_nearest = x_squared_norms - 2.0 * runner_up
     np.maximum(second_nearest, 0.0, out=second_nearest)
     return labels, nearest, second_nearest
-
-
 
 
 def _hit_labels(hits: np.ndarray) -> np.ndarray:
@@ -549,7 +553,7 @@ def _relaxed_block(
     needs neither a scaling pass nor the clip.
     """
     scores, exponentials, scaled_rows = workspace.blocks(centroids.shape[0], X.shape[0], X.shape[1])
-    np.matmul(centroids, X.T, out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
+    np.matmul(centroids, _features_major(X), out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
     scores -= half_norms[:, None]
     best = scores.max(axis=0)  # (m,)
     if prescaled:
