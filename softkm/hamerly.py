@@ -13,7 +13,8 @@ with the points that changed cluster instead of being recomputed.
 A relocated centroid (see ``softkm.lloyd.relocate_empty``) jumps too far for the
 triangle inequality to say anything useful, so the lower bounds take the exact
 distances to the relocated centroids instead, at a cost of one distance per point and
-relocated cluster. The final assignment of a fit is one more bounded step, from the
+relocated cluster. The few centroids that move much farther than the rest are
+measured the same way when a sample of rows shows that this settles enough points. The final assignment of a fit is one more bounded step, from the
 last assigned centroids to the final ones (``final_labels``).
 
 The labels are those of ``softkm.lloyd.lloyd``: a point is only skipped when its bounds
@@ -225,8 +226,10 @@ def _reassign(
     """Move the bounds from ``bounds.centroids`` to ``centroids`` and reassign the points in doubt.
 
     ``bounds.labels`` hold the nearest of ``bounds.centroids``, and ``bounds.upper`` and
-    ``bounds.lower`` are updated in place. Every point's exact distance to the clusters
-    in ``bounds.relocated``, whose move the bounds cannot follow, enters its lower bound.
+    ``bounds.lower`` are updated in place. The bounds follow most centroids by their
+    movement. The clusters in ``bounds.relocated``, whose move the bounds cannot
+    follow, and the few that moved much farther than the rest (``_far_movers``) are
+    measured instead: every point's exact distance to them enters its lower bound.
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes. The labels are left to the caller.
@@ -238,26 +241,34 @@ def _reassign(
     delta = np.sqrt(((centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
     followed = delta.copy()
     followed[relocated] = 0.0
+    margin = _rounding_margin(data.X.dtype, bounds.max_squared_norm, centroids)
     if n_clusters > 1:
         between = np.sqrt(np.maximum(_squared_centroid_distances(centroids), 0.0))
         np.fill_diagonal(between, np.inf)
         half_gap = (0.5 * between.min(axis=1)).astype(dtype)
-        order = np.argsort(followed)
-        farthest_mover, largest, runner_up = order[-1], followed[order[-1]], followed[order[-2]]
     else:
         half_gap = np.full(1, np.inf, dtype=dtype)
-        farthest_mover, largest, runner_up = 0, 0.0, 0.0
-    margin = _rounding_margin(data.X.dtype, bounds.max_squared_norm, centroids)
-    # Per-cluster tables, gathered by each point's label: every other centroid moved by
-    # at most the largest movement among the others.
-    drop = np.full(n_clusters, largest, dtype=dtype)
-    drop[farthest_mover] = runner_up
-    delta = delta.astype(dtype)
     half_gap -= dtype.type(margin)
+    delta = delta.astype(dtype)
+    # Per-cluster tables, gathered by each point's label: how far the lower bound drops.
+    drop = _lower_bound_drop(followed, dtype)
+    far = _far_movers(followed)
+    if len(far):
+        rest = followed.copy()
+        rest[far] = 0.0
+        drop_without_far = _lower_bound_drop(rest, dtype)
+        if _measuring_pays(data, bounds, centroids, far, delta, half_gap, margin, drop, drop_without_far):
+            followed, drop = rest, drop_without_far
+        else:
+            far = far[:0]
+    measured = np.union1d(relocated, far).astype(np.intp)
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
-    jumped = working[relocated]
-    jumped_norms = c_squared_norms[relocated]
+    measured_centroids = working[measured]
+    measured_norms = c_squared_norms[measured]
+    # Each cluster's column among the measured ones, or -1.
+    measured_column = np.full(n_clusters, -1, dtype=np.intp)
+    measured_column[measured] = np.arange(len(measured))
 
     def moves(chunk: Chunk, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the chunk's rows (local indices) whose nearest centroid changed, and their new labels."""
@@ -266,9 +277,11 @@ def _reassign(
         # The triangle inequality moves the bounds by the centroids' movements.
         chunk_upper += np.take(delta, own)
         chunk_lower -= np.take(drop, own)
-        if len(relocated):
-            np.minimum(chunk_lower, _nearest_distance(chunk.X, chunk.x_squared_norms, jumped, jumped_norms),
-                       out=chunk_lower)
+        if len(measured):
+            nearest_measured = _nearest_other_distance(
+                chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms, np.take(measured_column, own)
+            )
+            np.minimum(chunk_lower, nearest_measured, out=chunk_lower)
 
         # A point is settled when its upper bound is below max(half_gap, lower) by the margin.
         threshold = chunk_lower - dtype.type(margin)
@@ -314,19 +327,91 @@ def _reassign(
             yield moved_rows, new_labels, statistics
 
 
-def _nearest_distance(
-    X: np.ndarray, x_squared_norms: np.ndarray, centroids: np.ndarray, c_squared_norms: np.ndarray
+def _lower_bound_drop(movement: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Return how far each cluster's points' lower bounds drop (k,), in ``dtype``.
+
+    Every other centroid moved by at most the largest of ``movement`` (k,) among the
+    other clusters: the largest one, or the runner-up for the largest mover's own points.
+    """
+    n_clusters = len(movement)
+    if n_clusters < 2:
+        return np.zeros(n_clusters, dtype=dtype)
+    order = np.argsort(movement)
+    drop = np.full(n_clusters, movement[order[-1]], dtype=dtype)
+    drop[order[-1]] = movement[order[-2]]
+    return drop
+
+
+def _far_movers(movement: np.ndarray) -> np.ndarray:
+    """Return the clusters whose movement (k,) may be worth measuring instead of following.
+
+    Hamerly's lower bounds all drop by the largest movement, so one centroid that moves
+    far puts every point in doubt. The smallest r up to k/16 whose largest movers, once
+    left out, at least halve the drop are returned (sorted), or none.
+    """
+    n_clusters = len(movement)
+    order = np.argsort(-movement, kind="stable")
+    largest = movement[order[0]] if n_clusters else 0.0
+    if largest <= 0.0:
+        return np.empty(0, dtype=np.intp)
+    for count in range(1, n_clusters // 16 + 1):
+        if movement[order[count]] <= 0.5 * largest:
+            return np.sort(order[:count])
+    return np.empty(0, dtype=np.intp)
+
+
+# Rows in the sample that estimates how many points a smaller drop would settle.
+_SAMPLE_ROWS = 1024
+
+
+def _measuring_pays(data, bounds, centroids, far, delta, half_gap, margin, drop, drop_without_far) -> bool:
+    """Return whether measuring the clusters ``far`` is expected to cost less than it saves.
+
+    Measuring them costs about len(far) / k of a full distance pass, and each point it
+    settles saves about one full row of distances. The settled fraction is measured on
+    about ``_SAMPLE_ROWS`` evenly spaced rows.
+    """
+    n_samples = len(bounds.labels)
+    rows = np.arange(0, n_samples, max(1, n_samples // _SAMPLE_ROWS))
+    own = bounds.labels[rows]
+    upper = bounds.upper[rows] + np.take(delta, own)
+    gap = np.take(half_gap, own)
+    lower = bounds.lower[rows] - upper.dtype.type(margin)
+    doubt_following = upper > np.maximum(gap, lower - np.take(drop, own))
+
+    working = centroids[far].astype(data.X.dtype)
+    column = np.full(len(centroids), -1, dtype=np.intp)
+    column[far] = np.arange(len(far))
+    to_far = _nearest_other_distance(
+        data.X[rows], data.x_squared_norms[rows], working, row_norms_squared(working), column[own]
+    )
+    lower_measuring = np.minimum(lower - np.take(drop_without_far, own), to_far - upper.dtype.type(margin))
+    doubt_measuring = upper > np.maximum(gap, lower_measuring)
+    settled = float(doubt_following.mean()) - float(doubt_measuring.mean())
+    return settled * len(delta) > len(far)
+
+
+def _nearest_other_distance(
+    X: np.ndarray,
+    x_squared_norms: np.ndarray,
+    centroids: np.ndarray,
+    c_squared_norms: np.ndarray,
+    own_column: np.ndarray,
 ) -> np.ndarray:
     """Return each row's distance (not squared) to the nearest of ``centroids``, (n_rows,).
 
-    X (n_rows, n_features) and centroids (r, n_features) share one dtype; the squared
-    distances come from the expansion, one block of rows at a time.
+    X (n_rows, n_features) and centroids (r, n_features) share one dtype. A row's own
+    cluster, at column ``own_column`` (n_rows,) of the centroids or -1, is left out. The
+    squared distances come from the expansion, one block of rows at a time.
     """
     out = np.empty(X.shape[0], dtype=X.dtype)
     for rows in chunk_slices(X.shape[0], block_rows(centroids.shape[0])):
         squared = X[rows] @ centroids.T  # (m, r)
         squared *= -2.0
         squared += c_squared_norms
+        columns = own_column[rows]
+        owned = np.flatnonzero(columns >= 0)
+        squared[owned, columns[owned]] = np.inf
         nearest = squared.min(axis=1)
         nearest += x_squared_norms[rows]
         np.maximum(nearest, 0.0, out=nearest)

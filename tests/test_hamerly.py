@@ -18,7 +18,7 @@ from softkm.chunks import ChunkedData
 from softkm.errors import OptionError
 from softkm.chunks import farthest_points
 from softkm.hamerly import final_labels as hamerly_final_labels
-from softkm.hamerly import hamerly
+from softkm.hamerly import _far_movers, _lower_bound_drop, hamerly
 from softkm.kernels import assign_chunk, row_norms_squared
 from softkm.lloyd import lloyd
 from softkm.preprocessing import Preprocessing
@@ -285,3 +285,22 @@ def test_parallel_map_nested_runs_inline():
         parallel.set_num_threads(None)
 
     assert results == [6 * value for value in range(6)]
+
+
+def test_far_movers_picks_outliers():
+    movement = np.full(32, 1.0)
+    movement[[3, 20]] = [9.0, 7.0]
+
+    np.testing.assert_array_equal(_far_movers(movement), [3, 20])
+    assert len(_far_movers(np.full(32, 1.0))) == 0, "even movement has no far movers"
+    assert len(_far_movers(np.zeros(32))) == 0
+    # k / 16 caps the count: with 16 clusters only one can be measured.
+    two_far = np.ones(16)
+    two_far[[0, 1]] = 10.0
+    assert len(_far_movers(two_far)) == 0
+
+
+def test_lower_bound_drop_spares_largest_mover():
+    drop = _lower_bound_drop(np.array([0.5, 3.0, 1.0]), np.dtype(np.float32))
+
+    np.testing.assert_array_equal(drop, np.array([3.0, 1.0, 3.0], dtype=np.float32))
