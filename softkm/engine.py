@@ -459,7 +459,8 @@ def _final_assignment(
     c_squared_norms = row_norms_squared(working)
 
     if bounds is not None and isinstance(data, ChunkedData):
-        labels = final_labels(data, bounds, centroids)
+        # The labelled assignment is the fit's last use of the bounds.
+        labels = final_labels(data, bounds, centroids, last=with_labels)
 
         def residuals(chunk: Chunk) -> float:
             squared = squared_residuals(chunk.X, working, labels[chunk.rows])
@@ -468,7 +469,7 @@ def _final_assignment(
         inertia = 0.0
         for chunk_inertia in data.map(residuals):
             inertia += chunk_inertia
-        return (labels if with_labels else None), inertia
+        return (labels.astype(np.int64) if with_labels else None), inertia
 
     def assign(chunk: Chunk) -> tuple[np.ndarray, float]:
         chunk_labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)

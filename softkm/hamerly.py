@@ -59,13 +59,13 @@ class Bounds:
 
     ``labels`` (n_samples,) int32 are the nearest of ``centroids`` (n_clusters,
     n_features, float64, working units), with ``upper`` and ``lower`` (n_samples,) their
-    bounds. ``relocated`` lists the clusters that the last step relocated, whose
+    bounds (None once released by ``final_labels``). ``relocated`` lists the clusters that the last step relocated, whose
     movement the bounds cannot follow. ``max_squared_norm`` is the largest ``|x|^2``.
     """
 
     labels: np.ndarray
-    upper: np.ndarray
-    lower: np.ndarray
+    upper: np.ndarray | None
+    lower: np.ndarray | None
     centroids: np.ndarray
     relocated: np.ndarray
     max_squared_norm: float
@@ -130,19 +130,24 @@ def hamerly(
     return RunResult(new_centroids, len(history), converged, history, n_relocated, bounds)
 
 
-def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray) -> np.ndarray:
-    """Return the nearest of ``centroids`` (n_clusters, n_features) for every row, int64.
+def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, last: bool = False) -> np.ndarray:
+    """Return the nearest of ``centroids`` (n_clusters, n_features) for every row.
 
     The labels are those of ``softkm.kernels.assign_chunk``, found by one bounded step
     from the centroids that ``bounds`` refers to, so only the points in doubt are
-    assigned again. ``bounds`` is updated in place to refer to ``centroids``.
+    assigned again. ``bounds`` is updated in place to refer to ``centroids``, and the
+    result is its own int32 label array. With ``last`` the bounds themselves are
+    released (set to None), which keeps them out of the memory peak of what follows.
     """
     labels = bounds.labels
     for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, with_statistics=False):
         labels[moved_rows] = new_labels
     bounds.centroids = centroids
     bounds.relocated = np.empty(0, dtype=np.intp)
-    return labels.astype(np.int64)
+    if last:
+        bounds.upper = None
+        bounds.lower = None
+    return labels
 
 
 def _full_pass(data: ChunkedData, centroids: np.ndarray):
@@ -178,11 +183,17 @@ def _full_pass(data: ChunkedData, centroids: np.ndarray):
 
 
 def _cluster_squares(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Return the weighted sum of ``|x|^2`` over each cluster's points (n_clusters,)."""
-    norms = data.x_squared_norms.astype(np.float64)
-    if data.sample_weight is not None:
-        norms = norms * data.sample_weight
-    return np.bincount(labels, weights=norms, minlength=n_clusters)
+    """Return the weighted sum of ``|x|^2`` over each cluster's points (n_clusters,).
+
+    Summed chunk by chunk, so the float64 copy of the norms stays chunk-sized.
+    """
+    squares = np.zeros(n_clusters)
+    for chunk in data.chunks():
+        norms = chunk.x_squared_norms.astype(np.float64)
+        if chunk.sample_weight is not None:
+            norms *= chunk.sample_weight
+        squares += np.bincount(labels[chunk.rows], weights=norms, minlength=n_clusters)
+    return squares
 
 
 def _inertia(stats: ChunkStats, squares: np.ndarray, centroids: np.ndarray) -> float:
