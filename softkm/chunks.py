@@ -222,4 +222,24 @@ def draw_sample(data: DataSource, size: int, rng: np.random.Generator) -> Chunke
     """
     if size >= data.n_samples:
         return data.take(np.arange(data.n_samples))
-    return data.take(np.sort(rng.choice(data.n_samples, size=size, replace=False)))
+    return data.take(sample_rows(data.n_samples, size, rng))
+
+
+# Rows per block of ``sample_rows``: its temporaries are a few such blocks of int64.
+_SAMPLE_BLOCK_ROWS = 1 << 16
+
+
+def sample_rows(n_samples: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Return ``size`` distinct row indices drawn uniformly from range(n_samples), sorted.
+
+    The rows are split into blocks, the number drawn from each block follows the
+    multivariate hypergeometric distribution, and each block draws its rows without
+    replacement. That is a uniform sample, and unlike ``rng.choice`` over all rows,
+    which permutes every index, it needs memory for one block, not for n_samples.
+    """
+    starts = np.arange(0, n_samples, _SAMPLE_BLOCK_ROWS)
+    lengths = np.minimum(starts + _SAMPLE_BLOCK_ROWS, n_samples) - starts
+    counts = rng.multivariate_hypergeometric(lengths, size)
+    rows = [start + np.sort(rng.choice(length, size=count, replace=False))
+            for start, length, count in zip(starts, lengths, counts) if count]
+    return np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)

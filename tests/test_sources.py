@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from softkm.chunks import ChunkedData, draw_sample, farthest_points
+from softkm.chunks import ChunkedData, draw_sample, farthest_points, sample_rows
 from softkm.kernels import row_norms_squared
 from softkm.preprocessing import MomentSums, weighted_moments
 
@@ -79,3 +79,31 @@ def test_draw_sample_rows_in_order():
 
     assert sample.n_samples == 10
     assert np.all(np.diff(sample.X[:, 0]) > 0)
+
+
+@pytest.mark.parametrize("n_samples, size", [(1000, 100), (200_000, 150_000), (300_001, 7)])
+def test_sample_rows_distinct_sorted(n_samples, size):
+    rows = sample_rows(n_samples, size, np.random.default_rng(2))
+
+    assert len(rows) == size
+    assert np.all(np.diff(rows) > 0), "rows are not sorted and distinct"
+    assert rows.min() >= 0
+    assert rows.max() < n_samples
+    np.testing.assert_array_equal(rows, sample_rows(n_samples, size, np.random.default_rng(2)))
+
+
+def test_sample_rows_uniform():
+    # Rows span two blocks of the sampler; every row should be drawn with probability
+    # 0.1. Over 2000 draws each count has a standard deviation of about 13.4, so the
+    # extreme counts of 70,000 rows stay within 6 of them of the mean 200.
+    n_samples = 70_000
+    counts = np.zeros(n_samples)
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        counts[sample_rows(n_samples, 7000, rng)] += 1
+
+    assert counts.sum() == 2000 * 7000
+    assert np.abs(counts - 200).max() < 6 * 13.4
+    # The first block (65,536 rows) and the rest carry their share of the draws.
+    assert counts[:65_536].mean() == pytest.approx(200, rel=0.01)
+    assert counts[65_536:].mean() == pytest.approx(200, rel=0.01)
