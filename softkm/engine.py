@@ -160,7 +160,8 @@ def fit(
     ``algorithm`` picks how hard mode runs its Lloyd iterations on in-memory data:
     'hamerly' (the default) skips the points that triangle-inequality bounds prove
     cannot change cluster, at the cost of two bounds per point, and 'lloyd' recomputes
-    every distance. Both give the same labels and the same centroids up to rounding.
+    every distance. Both give the same labels and the same centroids up to rounding,
+    except for points whose two nearest centroids tie within rounding (``softkm.hamerly``).
     The Dask engine always runs 'lloyd'.
 
     ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X
@@ -453,7 +454,8 @@ def _final_assignment(
 
     The inertia is summed as ``|x - c|^2`` in float64 rather than taken from the
     distance expansion, so it carries no cancellation error in float32. ``bounds`` from
-    Hamerly's loop give the same labels while assigning only the points in doubt.
+    Hamerly's loop give the same labels while assigning only the chunks with points in
+    doubt.
     """
     working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)

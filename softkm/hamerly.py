@@ -6,23 +6,32 @@ distances). When the centroids move by ``delta_j``, the triangle inequality keep
 bounds valid after ``upper += delta_own`` and ``lower -= max_{j != own} delta_j``. A
 point whose upper bound is below ``max(lower, s_own)``, with ``s_j`` half the distance
 from centroid j to its nearest other centroid, cannot change cluster and is skipped.
-The others get their upper bound tightened to the exact distance, and only those
-still in doubt have all their distances recomputed. The per-cluster sums are updated
+The others get their upper bound tightened to the distance computed directly, and
+only those still in doubt have all their distances recomputed. The per-cluster sums are updated
 with the points that changed cluster instead of being recomputed.
 
 A relocated centroid (see ``softkm.lloyd.relocate_empty``) jumps too far for the
-triangle inequality to say anything useful, so the lower bounds take the exact
-distances to the relocated centroids instead, at a cost of one distance per point and
-relocated cluster. The few centroids that move much farther than the rest are
-measured the same way when a sample of rows shows that this settles enough points. The final assignment of a fit is one more bounded step, from the
-last assigned centroids to the final ones (``final_labels``).
+triangle inequality to say anything useful, so the lower bounds take the distances to
+the relocated centroids instead, computed like every other distance, at a cost of one
+distance per point and relocated cluster. The few centroids that move much farther
+than the rest are measured the same way when a sample of rows shows that this settles
+enough points. The final assignment of a fit is one more bounded step, from the last
+assigned centroids to the final ones (``final_labels``).
 
 The labels are those of ``softkm.lloyd.lloyd``: a point is only skipped when its bounds
 leave a margin larger than the rounding error of the distance expansion, and a point
 in doubt is assigned by the same kernel. The centroids agree with Lloyd's to rounding
-(the sums are kept in float64 and updated instead of recomputed), and the loop stops
-on the same conditions. The bounds cost three float64 values per point, so this runs
+(the sums are kept in float64 and updated instead of recomputed, except after a
+relocation, where both loops sum afresh), and the loop stops on the same conditions.
+The bounds cost a label and two distances per point, in the data's dtype, so this runs
 only on in-memory data.
+
+NOTE: the matrix product rounds a row's scores differently depending on the other
+rows in the same product. A point whose two nearest centroids tie to within that
+rounding (duplicate centroids, for example) may therefore get either label, and the
+in-loop reassignment of the points in doubt, which multiplies only those rows, can
+label it differently from Lloyd's whole chunks. The final step recomputes whole
+chunks, so the fit's labels are always those of ``predict``.
 """
 
 from __future__ import annotations
@@ -80,8 +89,8 @@ def hamerly(
 ) -> RunResult:
     """Run Lloyd iterations with Hamerly's bounds from centroids (n_clusters, n_features).
 
-    Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result, with the
-    final ``Bounds`` attached. The bounds are kept in the data's dtype: the margin (see
+    Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result (up to ties
+    within rounding, see the module's note), with the final ``Bounds`` attached. The bounds are kept in the data's dtype: the margin (see
     ``_rounding_margin``) is thousands of times the rounding of the bound updates, even
     in float32.
     """
@@ -123,6 +132,12 @@ def hamerly(
 
         bounds = Bounds(labels, upper, lower, centroids, jumped, max_squared_norm)
         _update(data, bounds, new_centroids, stats, squares)
+        if relocated:
+            # Lloyd sums the new assignment afresh, which rounds differently from
+            # relocate_empty's own update of the sums. Doing the same here keeps the
+            # centroids, and so the stopping test, identical to Lloyd's.
+            stats = _fresh_statistics(data, labels, n_clusters)
+            squares = _cluster_squares(data, labels, n_clusters)
         inertia = _inertia(stats, squares, new_centroids)
         centroids = new_centroids
 
@@ -134,13 +149,14 @@ def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, last:
     """Return the nearest of ``centroids`` (n_clusters, n_features) for every row.
 
     The labels are those of ``softkm.kernels.assign_chunk``, found by one bounded step
-    from the centroids that ``bounds`` refers to, so only the points in doubt are
-    assigned again. ``bounds`` is updated in place to refer to ``centroids``, and the
+    from the centroids that ``bounds`` refers to. A chunk without points in doubt is
+    skipped, and a chunk with any is assigned whole, so that every row is multiplied
+    in the same product as in ``assign_chunk`` over the same chunks. ``bounds`` is updated in place to refer to ``centroids``, and the
     result is its own int32 label array. With ``last`` the bounds themselves are
     released (set to None), which keeps them out of the memory peak of what follows.
     """
     labels = bounds.labels
-    for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, with_statistics=False):
+    for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, with_statistics=False, whole_chunks=True):
         labels[moved_rows] = new_labels
     bounds.centroids = centroids
     bounds.relocated = np.empty(0, dtype=np.intp)
@@ -182,6 +198,18 @@ def _full_pass(data: ChunkedData, centroids: np.ndarray):
     return labels, upper, lower, stats
 
 
+def _fresh_statistics(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> ChunkStats:
+    """Return the per-cluster sums and weights of ``labels``, summed chunk by chunk in
+    row order as ``softkm.lloyd.assignment_pass`` sums them.
+    """
+
+    def kernel(chunk: Chunk) -> ChunkStats:
+        sums, weights = cluster_sums(chunk.X, labels[chunk.rows], chunk.sample_weight, n_clusters)
+        return ChunkStats(sums, weights)
+
+    return data.reduce(kernel, n_clusters)
+
+
 def _cluster_squares(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> np.ndarray:
     """Return the weighted sum of ``|x|^2`` over each cluster's points (n_clusters,).
 
@@ -219,9 +247,14 @@ def _rounding_margin(dtype: np.dtype, max_squared_norm: float, centroids: np.nda
 def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: ChunkStats, squares: np.ndarray) -> int:
     """Move ``bounds`` to ``centroids``, reassign the points left in doubt, and update the
     labels, bounds and statistics in place. Returns the number of points that changed cluster.
+
+    After a relocation, chunks with points in doubt are assigned whole: a relocated
+    centroid often lands on duplicate points, where ties within rounding are common,
+    and whole chunks resolve them as Lloyd's pass does.
     """
     n_changed = 0
-    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, with_statistics=True):
+    whole_chunks = len(bounds.relocated) > 0
+    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, True, whole_chunks):
         sums, weights, norms = moved
         stats.sums += sums
         stats.weights += weights
@@ -232,7 +265,7 @@ def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: Chu
 
 
 def _reassign(
-    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, with_statistics: bool
+    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, with_statistics: bool, whole_chunks: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray, tuple | None]]:
     """Move the bounds from ``bounds.centroids`` to ``centroids`` and reassign the points in doubt.
 
@@ -244,6 +277,7 @@ def _reassign(
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes. The labels are left to the caller.
+    With ``whole_chunks`` a chunk with any point in doubt is assigned whole.
     """
     labels, upper, lower, relocated = bounds.labels, bounds.upper, bounds.lower, bounds.relocated
     old_centroids = bounds.centroids
@@ -300,7 +334,7 @@ def _reassign(
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, own[doubt]
-        if len(doubt) > _FULL_PASS_FRACTION * len(own):
+        if whole_chunks or len(doubt) > _FULL_PASS_FRACTION * len(own):
             # Most points are in doubt, as in the first iterations: gathering them costs
             # more than assigning the whole chunk, which gives the same labels.
             found, nearest, second = assign_two_nearest(chunk.X, chunk.x_squared_norms, working, c_squared_norms)

@@ -208,8 +208,10 @@ def assign_chunk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (labels (n_rows,) int64, squared distance to the nearest centroid (n_rows,)).
 
-    Ties go to the lowest cluster index. The distances are computed one block of rows
-    at a time.
+    Equal scores go to the lowest cluster index. The matrix product may round the
+    scores of identical centroids differently, so a tie between them can go either way,
+    depending on the rows in the same block. The distances are computed one block of
+    rows at a time.
     """
     labels, nearest, _ = _assign(X, x_squared_norms, centroids, c_squared_norms, second=False)
     return labels, nearest

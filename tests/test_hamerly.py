@@ -304,3 +304,40 @@ def test_lower_bound_drop_spares_largest_mover():
     drop = _lower_bound_drop(np.array([0.5, 3.0, 1.0]), np.dtype(np.float32))
 
     np.testing.assert_array_equal(drop, np.array([3.0, 1.0, 3.0], dtype=np.float32))
+
+
+# Tiny cases with duplicate points and duplicate starting centroids, where a relocation
+# is followed by ties within rounding. Each stops after a few iterations.
+TIE_CASES = {
+    "relocation_then_converged": (
+        [[0.3], [0.1], [0.8], [0.8]], [[0.8], [0.3], [0.8], [0.8]], "float64", None,
+    ),
+    "duplicate_start_chunks_of_3": (
+        [[0.0, 0.3], [0.1, 0.8], [0.1, 0.8], [0.7, 0.2], [0.0, 0.3], [0.1, 0.8]],
+        [[0.0, 0.3], [0.0, 0.3], [0.1, 0.8], [0.0, 0.3]], "float64", 3,
+    ),
+    "three_equal_starts_float32": (
+        [[1.0, 0.9, 0.8], [0.2, 0.1, 0.8], [0.2, 0.1, 0.8], [0.4, 0.5, 0.4], [0.4, 0.5, 0.4], [0.2, 0.1, 0.8],
+         [0.2, 0.1, 0.8], [1.0, 0.9, 0.8], [0.4, 0.5, 0.4], [1.0, 0.9, 0.8], [0.4, 0.5, 0.4]],
+        [[0.2, 0.1, 0.8]] * 3, "float32", 3,
+    ),
+}
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3])
+@pytest.mark.parametrize("case", sorted(TIE_CASES))
+def test_fit_algorithms_agree_on_ties(case, max_iter):
+    X, init, dtype, chunk_size = TIE_CASES[case]
+    X, init = np.array(X), np.array(init)
+    options = dict(init=init, max_iter=max_iter, tol=0, dtype=dtype, chunk_size=chunk_size)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bounded = engine.fit(X, len(init), algorithm="hamerly", **options)
+        plain = engine.fit(X, len(init), algorithm="lloyd", **options)
+    predicted, _ = engine.predict(X, bounded.centroids, bounded.preprocessing, dtype, chunk_size=chunk_size)
+
+    np.testing.assert_array_equal(bounded.labels, plain.labels)
+    np.testing.assert_array_equal(predicted, bounded.labels, err_msg="predict disagrees with the fit's labels")
+    assert (bounded.n_iter, bounded.converged) == (plain.n_iter, plain.converged)
+    assert bounded.n_relocated == plain.n_relocated
