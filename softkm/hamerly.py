@@ -45,6 +45,7 @@ import numpy as np
 from softkm.chunks import Chunk, ChunkedData
 from softkm.kernels import (
     ChunkStats,
+    assign_chunk,
     assign_two_nearest,
     block_rows,
     chunk_slices,
@@ -156,7 +157,8 @@ def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, last:
     released (set to None), which keeps them out of the memory peak of what follows.
     """
     labels = bounds.labels
-    for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, with_statistics=False, whole_chunks=True):
+    # With ``last`` the bounds are released, so the step need not update them.
+    for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, False, "labels" if last else "chunks"):
         labels[moved_rows] = new_labels
     bounds.centroids = centroids
     bounds.relocated = np.empty(0, dtype=np.intp)
@@ -253,8 +255,8 @@ def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: Chu
     and whole chunks resolve them as Lloyd's pass does.
     """
     n_changed = 0
-    whole_chunks = len(bounds.relocated) > 0
-    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, True, whole_chunks):
+    assign = "chunks" if len(bounds.relocated) else "doubt"
+    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, True, assign):
         sums, weights, norms = moved
         stats.sums += sums
         stats.weights += weights
@@ -265,7 +267,7 @@ def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: Chu
 
 
 def _reassign(
-    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, with_statistics: bool, whole_chunks: bool = False
+    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, with_statistics: bool, assign: str = "doubt"
 ) -> Iterator[tuple[np.ndarray, np.ndarray, tuple | None]]:
     """Move the bounds from ``bounds.centroids`` to ``centroids`` and reassign the points in doubt.
 
@@ -277,7 +279,10 @@ def _reassign(
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes. The labels are left to the caller.
-    With ``whole_chunks`` a chunk with any point in doubt is assigned whole.
+    ``assign`` says how a chunk with points in doubt is assigned: "doubt" assigns those
+    points alone (or the whole chunk when most are in doubt), "chunks" assigns the whole
+    chunk, and "labels" assigns the whole chunk without updating its bounds, which are
+    then no longer valid.
     """
     labels, upper, lower, relocated = bounds.labels, bounds.upper, bounds.lower, bounds.relocated
     old_centroids = bounds.centroids
@@ -334,7 +339,12 @@ def _reassign(
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, own[doubt]
-        if whole_chunks or len(doubt) > _FULL_PASS_FRACTION * len(own):
+        if assign == "labels":
+            # The bounds are not used again, so the runner-up is not needed.
+            found, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+            changed = np.flatnonzero(found != own)
+            return changed, found[changed]
+        if assign == "chunks" or len(doubt) > _FULL_PASS_FRACTION * len(own):
             # Most points are in doubt, as in the first iterations: gathering them costs
             # more than assigning the whole chunk, which gives the same labels.
             found, nearest, second = assign_two_nearest(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
