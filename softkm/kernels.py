@@ -318,6 +318,12 @@ def _hit_labels(hits: np.ndarray) -> np.ndarray:
     return labels
 
 
+# From this many features on, each cluster's block of sorted rows is summed on its own
+# instead of by one ``np.add.reduceat`` over all blocks. With NumPy 2.4 on x86-64 that
+# was about 2 times faster at 256 features and no faster at 32.
+_SEGMENT_SUM_MIN_FEATURES = 64
+
+
 # Up to this many features, per-feature weighted bincounts are the fastest way to sum
 # the rows of each cluster. With more features, sorting the rows by label once wins.
 _BINCOUNT_MAX_FEATURES = 8
@@ -332,7 +338,8 @@ def cluster_sums(
     O(n_rows * n_clusters * n_features) of a one-hot matrix product. With few features,
     each column is summed by ``np.bincount`` (which accumulates in float64). Otherwise
     the rows are sorted by label once, with a radix sort on 16-bit labels where they
-    fit, and each cluster's block is reduced with ``np.add.reduceat``.
+    fit, and each cluster's block is reduced with ``np.add.reduceat``, or summed on its
+    own when there are many features.
     """
     n_features = X.shape[1]
     if sample_weight is None:
@@ -357,7 +364,12 @@ def cluster_sums(
         rows *= sample_weight[order, None].astype(X.dtype)
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
     sums = np.zeros((n_clusters, n_features))
-    sums[sorted_labels[starts]] = np.add.reduceat(rows, starts, axis=0, dtype=np.float64)
+    if n_features < _SEGMENT_SUM_MIN_FEATURES:
+        sums[sorted_labels[starts]] = np.add.reduceat(rows, starts, axis=0, dtype=np.float64)
+        return sums, weights
+    ends = np.append(starts[1:], len(sorted_labels))
+    for start, end in zip(starts, ends):
+        sums[sorted_labels[start]] = rows[start:end].sum(axis=0, dtype=np.float64)
     return sums, weights
 
 
