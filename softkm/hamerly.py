@@ -279,7 +279,7 @@ def _reassign(
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes. The labels are left to the caller.
-    ``assign`` says how a chunk with points in doubt is assigned: "doubt" assigns those
+    ``assign`` sets how a chunk with points in doubt is assigned: "doubt" assigns those
     points alone (or the whole chunk when most are in doubt), "chunks" assigns the whole
     chunk, and "labels" assigns the whole chunk without updating its bounds, which are
     then no longer valid.

@@ -256,21 +256,22 @@ def test_assign_chunk_tie_lower_index(dtype, duplicate_at):
 @pytest.mark.parametrize("n_clusters", [4, 32, 40])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_two_nearest_ties(dtype, n_clusters):
+    # Small integer coordinates make every product and sum exact, so equal centroids
+    # give exactly equal scores in any order of summation, and ties are real ties.
+    X = np.random.default_rng(4).integers(-8, 9, size=(50, N_FEATURES)).astype(dtype)
+
     # Every centroid equal: each row ties across all clusters (the label-code sums are
     # at their largest), so the label is 0 and the runner-up equals the nearest.
-    X, _, _ = make_case("random", dtype)
-    X = np.ascontiguousarray(X[:50])
     same = np.repeat(X[:1], n_clusters, axis=0)
-
     labels, nearest, second = assign_two_nearest(*kernel_inputs(X, same))
 
     assert np.all(labels == 0)
     np.testing.assert_array_equal(second, nearest)
 
-    # Two copies of one centroid among distinct ones: rows nearest to the copies take
-    # the lower index and have the copy as runner-up; the others are unaffected.
-    centroids = X[5 : 5 + n_clusters].copy()
-    centroids[n_clusters - 1] = centroids[1]
+    # Two copies of one centroid among other centroids. Rows nearest to the copies take
+    # the lower index and have the other copy as runner-up.
+    centroids = np.random.default_rng(5).integers(-8, 9, size=(n_clusters, N_FEATURES)).astype(dtype)
+    centroids[n_clusters - 1] = centroids[1] = X[6]
     labels, nearest, second = assign_two_nearest(*kernel_inputs(X, centroids))
     expected, _ = assign_chunk(*kernel_inputs(X, centroids))
     tied = labels == 1
