@@ -460,24 +460,21 @@ def _final_assignment(
     working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)
 
+    def residual_inertia(chunk: Chunk, chunk_labels: np.ndarray) -> float:
+        squared = squared_residuals(chunk.X, working, chunk_labels)
+        return float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
+
     if bounds is not None and isinstance(data, ChunkedData):
         # The labelled assignment is the fit's last use of the bounds.
         labels = final_labels(data, bounds, centroids, last=with_labels)
-
-        def residuals(chunk: Chunk) -> float:
-            squared = squared_residuals(chunk.X, working, labels[chunk.rows])
-            return float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
-
         inertia = 0.0
-        for chunk_inertia in data.map(residuals):
-            inertia += chunk_inertia
+        for value in data.map(lambda chunk: residual_inertia(chunk, labels[chunk.rows])):
+            inertia += value
         return (labels.astype(np.int64) if with_labels else None), inertia
 
     def assign(chunk: Chunk) -> tuple[np.ndarray, float]:
         chunk_labels, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
-        squared = squared_residuals(chunk.X, working, chunk_labels)
-        inertia = float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
-        return chunk_labels, inertia
+        return chunk_labels, residual_inertia(chunk, chunk_labels)
 
     if not with_labels:
         n_clusters, n_features = centroids.shape

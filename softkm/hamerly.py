@@ -50,6 +50,7 @@ from softkm.kernels import (
     block_rows,
     chunk_slices,
     cluster_sums,
+    distance_block,
     row_norms_squared,
     squared_residuals,
 )
@@ -461,16 +462,11 @@ def _nearest_other_distance(
     """
     out = np.empty(X.shape[0], dtype=X.dtype)
     for rows in chunk_slices(X.shape[0], block_rows(centroids.shape[0])):
-        squared = X[rows] @ centroids.T  # (m, r)
-        squared *= -2.0
-        squared += c_squared_norms
+        squared = distance_block(X[rows], x_squared_norms[rows], centroids, c_squared_norms)  # (m, r)
         columns = own_column[rows]
         owned = np.flatnonzero(columns >= 0)
         squared[owned, columns[owned]] = np.inf
-        nearest = squared.min(axis=1)
-        nearest += x_squared_norms[rows]
-        np.maximum(nearest, 0.0, out=nearest)
-        out[rows] = np.sqrt(nearest)
+        out[rows] = np.sqrt(squared.min(axis=1))
     return out
 
 
