@@ -54,7 +54,7 @@ from softkm.kernels import (
     row_norms_squared,
     squared_residuals,
 )
-from softkm.lloyd import IterationRecord, RunResult, move_centroids
+from softkm.lloyd import IterationRecord, RunResult, move_centroids, report_iteration
 from softkm.parallel import parallel_map
 
 # The distance expansion loses about eps * (|x|^2 + |c|^2) to cancellation. Bounds
@@ -118,13 +118,7 @@ def hamerly(
         jumped = empty[:relocated]
 
         shift = float(((new_centroids - centroids) ** 2).sum())
-        record = IterationRecord(
-            iteration, inertia / data.total_weight, inertia / data.total_weight, None, shift,
-            time.perf_counter() - started,
-        )
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
+        report_iteration(history, on_iteration, iteration, inertia / data.total_weight, shift, started)
         # Unchanged labels leave the statistics untouched, so the shift is exactly 0
         # then, as in plain Lloyd iterations.
         if shift <= tol_shift:
@@ -280,10 +274,10 @@ def _reassign(
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes. The labels are left to the caller.
-    ``assign`` sets how a chunk with points in doubt is assigned: "doubt" assigns those
-    points alone (or the whole chunk when most are in doubt), "chunks" assigns the whole
-    chunk, and "labels" assigns the whole chunk without updating its bounds, which are
-    then no longer valid.
+    ``assign`` sets how a chunk with points in doubt is assigned. With "doubt" only those
+    points are assigned, or the whole chunk when most of it is in doubt. With "chunks"
+    the whole chunk is assigned. With "labels" the whole chunk is assigned without
+    updating its bounds, which are then no longer valid.
     """
     labels, upper, lower, relocated = bounds.labels, bounds.upper, bounds.lower, bounds.relocated
     old_centroids = bounds.centroids

@@ -50,7 +50,7 @@ class RunResult:
     """The centroids (n_clusters, n_features) in working units after one run, and its history.
 
     ``bounds`` is the state of Hamerly's loop (``softkm.hamerly.Bounds``) when it ran,
-    which lets the final assignment skip the points it proves settled.
+    which lets the final assignment skip the chunks whose points it proves settled.
     """
 
     centroids: np.ndarray
@@ -84,23 +84,32 @@ def lloyd(
 
         shift = float(((new_centroids - centroids) ** 2).sum())
         centroids = new_centroids
-        record = IterationRecord(
-            iteration,
-            stats.inertia / data.total_weight,
-            stats.inertia / data.total_weight,
-            None,
-            shift,
-            time.perf_counter() - started,
-        )
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
+        report_iteration(history, on_iteration, iteration, stats.inertia / data.total_weight, shift, started)
 
         if shift <= tol_shift:
             converged = True
             break
 
     return RunResult(centroids, len(history), converged, history, n_relocated)
+
+
+def report_iteration(
+    history: list[IterationRecord],
+    on_iteration: Callable[[IterationRecord], None] | None,
+    iteration: int,
+    inertia: float,
+    shift: float,
+    started: float,
+) -> None:
+    """Append a hard-mode iteration to ``history`` and pass it to ``on_iteration``.
+
+    ``inertia`` is per unit weight and is also the hard objective, and ``started`` is
+    the ``time.perf_counter()`` reading at the start of the run.
+    """
+    record = IterationRecord(iteration, inertia, inertia, None, shift, time.perf_counter() - started)
+    history.append(record)
+    if on_iteration is not None:
+        on_iteration(record)
 
 
 def assignment_pass(data: DataSource, centroids: np.ndarray) -> ChunkStats:

@@ -49,7 +49,7 @@ def assert_same_run(data, start, max_iter=50, tol_shift=0.0):
 
     assert result.n_iter == expected.n_iter
     assert result.converged == expected.converged
-    # The bounded final step must give the exact assignment, without a full pass.
+    # The bounded final step must give the labels of a full assignment.
     np.testing.assert_array_equal(
         hamerly_final_labels(data, result.bounds, result.centroids), final_labels(data, result.centroids),
         err_msg="labels from the bounds differ from a full assignment to the final centroids",
@@ -138,11 +138,11 @@ def test_farthest_points_with_known_labels(dtype):
     labels = final_labels(data, centroids)
 
     found = farthest_points(data, centroids, 7)
-    given = farthest_points(data, centroids, 7, labels)
+    from_labels = farthest_points(data, centroids, 7, labels)
 
-    np.testing.assert_array_equal(given.rows, found.rows)
-    np.testing.assert_array_equal(given.labels, found.labels)
-    np.testing.assert_array_equal(given.distances, found.distances)
+    np.testing.assert_array_equal(from_labels.rows, found.rows)
+    np.testing.assert_array_equal(from_labels.labels, found.labels)
+    np.testing.assert_array_equal(from_labels.distances, found.distances)
     # The distances are |x - c|^2 in float64, and the first is the largest of all rows.
     working = centroids.astype(data.X.dtype).astype(np.float64)
     every = ((data.X.astype(np.float64) - working[labels]) ** 2).sum(axis=1)

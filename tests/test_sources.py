@@ -93,9 +93,9 @@ def test_sample_rows_distinct_sorted(n_samples, size):
 
 
 def test_sample_rows_uniform():
-    # Rows span two blocks of the sampler; every row should be drawn with probability
-    # 0.1. Over 2000 draws each count has a standard deviation of about 13.4, so the
-    # extreme counts of 70,000 rows stay within 6 of them of the mean 200.
+    # The rows span two blocks of the sampler, and every row should be drawn with
+    # probability 0.1. Over 2000 draws each count has mean 200 and a standard deviation
+    # of about 13.4, so even the extreme counts of 70,000 rows stay within 6 of those.
     n_samples = 70_000
     counts = np.zeros(n_samples)
     rng = np.random.default_rng(3)
