@@ -38,6 +38,7 @@ from softkm.hamerly import Bounds, final_labels, hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
 from softkm.memory import trim_c_heap
 from softkm.optim import OPTIMIZERS
+from softkm.parallel import single_threaded_blas
 from softkm.preprocessing import DataMoments, Preprocessing, weighted_moments
 from softkm.relaxed import (
     RelaxedSettings,
@@ -117,6 +118,7 @@ class FitResult:
     n_relocated: int = 0
 
 
+@single_threaded_blas()
 def fit(
     X: np.ndarray,
     n_clusters: int,
@@ -204,6 +206,7 @@ def fit(
     return result
 
 
+@single_threaded_blas()
 def fit_source(
     source: RawSource,
     n_clusters: int,
@@ -341,6 +344,7 @@ def initial_centroids(
     return kmeans_plusplus(sample.X, n_clusters, rng, sample.sample_weight, sample.x_squared_norms)
 
 
+@single_threaded_blas()
 def predict(
     X: np.ndarray, centroids: np.ndarray, preprocessing: Preprocessing, dtype: str, chunk_size: int | None = None
 ) -> tuple[np.ndarray, float]:
@@ -357,6 +361,7 @@ def predict(
     return labels, inertia * preprocessing.squared_unit
 
 
+@single_threaded_blas()
 def predict_proba(
     X: np.ndarray,
     centroids: np.ndarray,

@@ -69,7 +69,7 @@ def parallel_map(function: Callable[[Item], Result], items: Iterable[Item]) -> I
         # Called from a kernel already running on the pool: waiting for the pool's own
         # threads from one of them could deadlock, so the items run here instead.
         n_threads = 1
-    with _single_threaded_blas():
+    with single_threaded_blas():
         if n_threads <= 1:
             for item in items:
                 yield function(item)
@@ -106,11 +106,13 @@ def _get_executor(n_threads: int) -> ThreadPoolExecutor:
 
 
 @contextmanager
-def _single_threaded_blas():
-    """Limit BLAS to one thread for the duration of the block.
+def single_threaded_blas():
+    """Limit BLAS to one thread for the duration of the block (or of a decorated call).
 
     The limit is process-wide, so nested or concurrent blocks share it: the first one
-    in sets it and the last one out restores the previous thread counts.
+    in sets it and the last one out restores the previous thread counts. The engine
+    holds it for a whole fit, not only during passes: after a multithreaded call,
+    OpenBLAS's own threads keep spinning for a while, on the cores the pool needs.
     """
     global _controller, _blas_limit, _blas_users
     with _lock:
