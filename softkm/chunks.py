@@ -17,16 +17,24 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from softkm.kernels import (
+    BINCOUNT_MAX_FEATURES,
     ChunkStats,
     assign_chunk,
     chunk_rows,
     chunk_slices,
+    cluster_sums,
+    cluster_weights,
+    label_order,
     row_norms_squared,
+    segment_sums,
     squared_residuals,
 )
 from softkm.parallel import parallel_map
 
 Result = TypeVar("Result")
+
+# ``cluster_statistics`` splits the clusters into about this many groups for the threads.
+_SUM_GROUPS = 16
 
 
 @dataclass
@@ -133,6 +141,30 @@ class ChunkedData:
     def map(self, function: Callable[[Chunk], Result]) -> Iterator[Result]:
         """Yield ``function(chunk)`` for every chunk, in row order, run on the thread pool."""
         yield from parallel_map(function, self.chunks())
+
+    def cluster_statistics(self, labels: np.ndarray, n_clusters: int) -> ChunkStats:
+        """Return the per-cluster weighted sums (n_clusters, n_features) and weights of ``labels`` (n_samples,).
+
+        With few features the chunks are summed by ``softkm.kernels.cluster_sums`` and
+        added in row order. Otherwise all rows are grouped by label once, and each
+        cluster's rows are summed on their own by ``softkm.kernels.segment_sums``,
+        clusters in parallel: per chunk, k clusters of a few rows each would cost k
+        small products. Either way the result does not depend on the number of threads.
+        """
+        if self.n_features <= BINCOUNT_MAX_FEATURES:
+            return self.reduce(
+                lambda chunk: ChunkStats(*cluster_sums(chunk.X, labels[chunk.rows], chunk.sample_weight, n_clusters)),
+                n_clusters,
+            )
+        order, bounds = label_order(labels, n_clusters)
+        # Contiguous groups of clusters with about equal numbers of rows.
+        targets = np.linspace(0, self.n_samples, _SUM_GROUPS + 1)[1:-1]
+        cuts = np.unique(np.concatenate([[0], np.searchsorted(bounds, targets), [n_clusters]]))
+        groups = [range(low, high) for low, high in zip(cuts[:-1], cuts[1:])]
+        sums = np.concatenate(list(parallel_map(
+            lambda group: segment_sums(self.X, order, bounds, self.sample_weight, group), groups
+        )))
+        return ChunkStats(sums, cluster_weights(labels, self.sample_weight, n_clusters))
 
     def subset(self, indices: np.ndarray) -> "ChunkedData":
         """Return the rows at ``indices`` (a mini-batch) as a new ``ChunkedData``."""

@@ -52,7 +52,7 @@ from softkm.kernels import (
     cluster_sums,
     distance_block,
     row_norms_squared,
-    squared_residuals,
+    weighted_total,
 )
 from softkm.lloyd import IterationRecord, RunResult, move_centroids, report_iteration
 from softkm.parallel import parallel_map
@@ -132,7 +132,7 @@ def hamerly(
             # Lloyd sums the new assignment afresh, which rounds differently from
             # relocate_empty's own update of the sums. Doing the same here keeps the
             # centroids, and so the stopping test, identical to Lloyd's.
-            stats = _fresh_statistics(data, labels, n_clusters)
+            stats = data.cluster_statistics(labels, n_clusters)
             squares = _cluster_squares(data, labels, n_clusters)
         inertia = _inertia(stats, squares, new_centroids)
         centroids = new_centroids
@@ -177,34 +177,19 @@ def _full_pass(data: ChunkedData, centroids: np.ndarray):
     upper = np.empty(data.n_samples, dtype=data.X.dtype)
     lower = np.empty(data.n_samples, dtype=data.X.dtype)
 
-    def kernel(chunk: Chunk) -> ChunkStats:
+    def kernel(chunk: Chunk) -> float:
         chunk_labels, chunk_nearest, second = assign_two_nearest(
             chunk.X, chunk.x_squared_norms, working, c_squared_norms
         )
         labels[chunk.rows] = chunk_labels
         upper[chunk.rows] = np.sqrt(chunk_nearest)
         lower[chunk.rows] = np.sqrt(second)
-        sums, weights = cluster_sums(chunk.X, chunk_labels, chunk.sample_weight, n_clusters)
-        if chunk.sample_weight is None:
-            inertia = float(chunk_nearest.sum(dtype=np.float64))
-        else:
-            inertia = float(np.dot(chunk_nearest.astype(np.float64), chunk.sample_weight))
-        return ChunkStats(sums, weights, inertia, inertia)
+        return weighted_total(chunk_nearest, chunk.sample_weight)
 
-    stats = data.reduce(kernel, n_clusters)
+    inertia = sum(data.map(kernel))
+    stats = data.cluster_statistics(labels, n_clusters)
+    stats.inertia = stats.objective = inertia
     return labels, upper, lower, stats
-
-
-def _fresh_statistics(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> ChunkStats:
-    """Return the per-cluster sums and weights of ``labels``, summed chunk by chunk in
-    row order as ``softkm.lloyd.assignment_pass`` sums them.
-    """
-
-    def kernel(chunk: Chunk) -> ChunkStats:
-        sums, weights = cluster_sums(chunk.X, labels[chunk.rows], chunk.sample_weight, n_clusters)
-        return ChunkStats(sums, weights)
-
-    return data.reduce(kernel, n_clusters)
 
 
 def _cluster_squares(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -322,16 +307,24 @@ def _reassign(
         # The triangle inequality moves the bounds by the centroids' movements.
         chunk_upper += np.take(delta, own)
         chunk_lower -= np.take(drop, own)
-        if len(measured):
-            nearest_measured = _nearest_other_distance(
-                chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms, np.take(measured_column, own)
-            )
-            np.minimum(chunk_lower, nearest_measured, out=chunk_lower)
 
         # A point is settled when its upper bound is below max(half_gap, lower) by the margin.
         threshold = chunk_lower - dtype.type(margin)
         np.maximum(threshold, np.take(half_gap, own), out=threshold)
         doubt = np.flatnonzero(chunk_upper > threshold)
+        if len(measured):
+            # The measured distances can only lower the lower bounds, so the points in
+            # doubt so far stay in doubt. When they already send the whole chunk to a
+            # full assignment, measuring would be wasted.
+            whole = assign != "doubt" and len(doubt) > 0
+            if not (whole or len(doubt) > _FULL_PASS_FRACTION * len(own)):
+                nearest_measured = _nearest_other_distance(
+                    chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms, np.take(measured_column, own)
+                )
+                np.minimum(chunk_lower, nearest_measured, out=chunk_lower)
+                threshold = chunk_lower - dtype.type(margin)
+                np.maximum(threshold, np.take(half_gap, own), out=threshold)
+                doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, own[doubt]
         if assign == "labels":
@@ -349,8 +342,11 @@ def _reassign(
             return changed, found[changed]
         X = chunk.X[doubt]
         doubt_labels = own[doubt]
-        # The exact distance to the own centroid, in float64, tightens the upper bound.
-        exact = np.sqrt(squared_residuals(X, centroids, doubt_labels))
+        # The distance to the own centroid, computed directly, tightens the upper bound.
+        # Its rounding error, about n_features * eps times the distance, is far below
+        # the margin, which is sqrt(eps) times the norms.
+        residual = X - np.take(working, doubt_labels, axis=0)
+        exact = np.sqrt(np.einsum("ij,ij->i", residual, residual))
         chunk_upper[doubt] = exact
         rows = np.flatnonzero(exact > threshold[doubt])
         if len(rows) == 0:
@@ -469,16 +465,16 @@ def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, ne
     """Return the change of the per-cluster sums (k, d), weights (k,) and squares (k,)
     when the chunk's ``rows`` (local indices) move from ``old_labels`` to ``new_labels``.
     """
-    X = chunk.X[rows]
-    weights = None if chunk.sample_weight is None else chunk.sample_weight[rows]
-    norms = chunk.x_squared_norms[rows].astype(np.float64)
-    if weights is not None:
-        norms = norms * weights
-    old_sums, old_weights = cluster_sums(X, old_labels, weights, n_clusters)
-    new_sums, new_weights = cluster_sums(X, new_labels, weights, n_clusters)
-    squares = np.bincount(new_labels, weights=norms, minlength=n_clusters)
-    squares -= np.bincount(old_labels, weights=norms, minlength=n_clusters)
-    return new_sums - old_sums, new_weights - old_weights, squares
+    # Each moved row enters its new cluster with its weight and leaves its old one with
+    # the opposite weight, so one weighted sum gives the change.
+    X = np.concatenate([chunk.X[rows], chunk.X[rows]])
+    weights = np.ones(len(rows)) if chunk.sample_weight is None else chunk.sample_weight[rows]
+    weights = np.concatenate([weights, -weights])
+    labels = np.concatenate([new_labels, old_labels])
+    norms = np.concatenate([chunk.x_squared_norms[rows], chunk.x_squared_norms[rows]]) * weights
+    sums, changes = cluster_sums(X, labels, weights, n_clusters)
+    squares = np.bincount(labels, weights=norms, minlength=n_clusters)
+    return sums, changes, squares
 
 
 def _squared_centroid_distances(centroids: np.ndarray) -> np.ndarray:

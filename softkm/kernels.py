@@ -318,15 +318,16 @@ def _hit_labels(hits: np.ndarray) -> np.ndarray:
     return labels
 
 
-# From this many features on, each cluster's block of sorted rows is summed on its own
-# instead of by one ``np.add.reduceat`` over all blocks. With NumPy 2.4 on x86-64 that
-# was about 2 times faster at 256 features and no faster at 32.
-_SEGMENT_SUM_MIN_FEATURES = 64
-
-
 # Up to this many features, per-feature weighted bincounts are the fastest way to sum
-# the rows of each cluster. With more features, sorting the rows by label once wins.
-_BINCOUNT_MAX_FEATURES = 8
+# the rows of each cluster. With more features, the rows are grouped by label first.
+BINCOUNT_MAX_FEATURES = 8
+# Each cluster's rows are gathered into a float64 buffer of at most this many rows and
+# summed by one matrix-vector product. NumPy reduces the rows of a block along axis 0
+# column by column, several times slower than BLAS, and the buffer stays in cache.
+_SUM_BLOCK_ROWS = 512
+# Below this many rows per cluster on average, ``cluster_sums`` reduces all sorted rows
+# at once: each cluster's own product would cost more in calls than in arithmetic.
+_SEGMENT_MIN_ROWS = 64
 
 
 def cluster_sums(
@@ -337,40 +338,93 @@ def cluster_sums(
     Both are float64 and cost O(n_rows * n_features), instead of the
     O(n_rows * n_clusters * n_features) of a one-hot matrix product. With few features,
     each column is summed by ``np.bincount`` (which accumulates in float64). Otherwise
-    the rows are sorted by label once, with a radix sort on 16-bit labels where they
-    fit, and each cluster's block is reduced with ``np.add.reduceat``, or summed on its
-    own when there are many features.
+    the rows are grouped by label (see ``label_order``) and each cluster's rows are
+    summed by ``segment_sums``.
     """
     n_features = X.shape[1]
-    if sample_weight is None:
-        weights = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    else:
-        weights = np.bincount(labels, weights=sample_weight, minlength=n_clusters)
+    weights = cluster_weights(labels, sample_weight, n_clusters)
     if len(labels) == 0:
         return np.zeros((n_clusters, n_features)), weights
-
-    if n_features <= _BINCOUNT_MAX_FEATURES:
+    if n_features <= BINCOUNT_MAX_FEATURES:
         sums = np.empty((n_clusters, n_features))
         for feature in range(n_features):
-            column = X[:, feature] if sample_weight is None else X[:, feature] * sample_weight
-            sums[:, feature] = np.bincount(labels, weights=column, minlength=n_clusters)
+            sums[:, feature] = feature_sums(X, labels, sample_weight, n_clusters, feature)
         return sums, weights
-
-    sort_keys = labels.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max + 1 else labels
-    order = np.argsort(sort_keys, kind="stable")
-    sorted_labels = labels[order]
-    rows = X[order]
-    if sample_weight is not None:
-        rows *= sample_weight[order, None].astype(X.dtype)
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    order, bounds = label_order(labels, n_clusters)
+    present = np.flatnonzero(bounds[1:] > bounds[:-1])
     sums = np.zeros((n_clusters, n_features))
-    if n_features < _SEGMENT_SUM_MIN_FEATURES:
-        sums[sorted_labels[starts]] = np.add.reduceat(rows, starts, axis=0, dtype=np.float64)
+    if len(labels) >= _SEGMENT_MIN_ROWS * len(present):
+        sums[present] = segment_sums(X, order, bounds, sample_weight, present)
         return sums, weights
-    ends = np.append(starts[1:], len(sorted_labels))
-    for start, end in zip(starts, ends):
-        sums[sorted_labels[start]] = rows[start:end].sum(axis=0, dtype=np.float64)
+    # A few rows per cluster: one reduction over all sorted rows costs fewer calls.
+    rows = X[order].astype(np.float64)
+    if sample_weight is not None:
+        rows *= sample_weight[order, None]
+    sums[present] = np.add.reduceat(rows, bounds[present], axis=0)
     return sums, weights
+
+
+def cluster_weights(labels: np.ndarray, sample_weight: np.ndarray | None, n_clusters: int) -> np.ndarray:
+    """Return the total weight of each cluster's rows (n_clusters,), float64."""
+    if sample_weight is None:
+        return np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    return np.bincount(labels, weights=sample_weight, minlength=n_clusters)
+
+
+def feature_sums(
+    X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None, n_clusters: int, feature: int
+) -> np.ndarray:
+    """Return the weighted sum of one column of X over each cluster's rows (n_clusters,), float64."""
+    column = X[:, feature] if sample_weight is None else X[:, feature] * sample_weight
+    return np.bincount(labels, weights=column, minlength=n_clusters)
+
+
+def label_order(labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group the rows by label.
+
+    Returns ``order`` (n_rows,), the row indices sorted by label and, within a label, by
+    row, and ``bounds`` (n_clusters + 1,), so that the rows of cluster j are
+    ``order[bounds[j]:bounds[j + 1]]``. The stable sort of 16-bit labels is a radix sort.
+    """
+    keys = labels.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max + 1 else labels
+    order = np.argsort(keys, kind="stable")
+    bounds = np.zeros(n_clusters + 1, dtype=np.intp)
+    np.cumsum(np.bincount(labels, minlength=n_clusters), out=bounds[1:])
+    return order, bounds
+
+
+def segment_sums(
+    X: np.ndarray,
+    order: np.ndarray,
+    bounds: np.ndarray,
+    sample_weight: np.ndarray | None,
+    clusters,
+) -> np.ndarray:
+    """Return the weighted sum of each of ``clusters``' rows of X, (len(clusters), n_features) float64.
+
+    ``order`` and ``bounds`` come from ``label_order``. The rows are gathered in blocks
+    of at most ``_SUM_BLOCK_ROWS`` into a float64 buffer, so every sum is accumulated in
+    float64, and each block is summed by a matrix-vector product. A cluster's sum
+    depends only on its own rows, not on which clusters are summed together.
+    """
+    n_features = X.shape[1]
+    sums = np.zeros((len(clusters), n_features))
+    largest = int(np.diff(bounds).max(initial=0))
+    rows_per_block = min(_SUM_BLOCK_ROWS, max(largest, 1))
+    buffer = np.empty((rows_per_block, n_features))
+    ones = np.ones(rows_per_block)
+    for position, cluster in enumerate(clusters):
+        for start in range(bounds[cluster], bounds[cluster + 1], rows_per_block):
+            # The indices come from label_order, so "clip" only skips a bounds check.
+            rows = order[start : min(start + rows_per_block, bounds[cluster + 1])]
+            block = buffer[: len(rows)]
+            if X.dtype == np.float64:
+                np.take(X, rows, axis=0, out=block, mode="clip")
+            else:
+                block[...] = np.take(X, rows, axis=0, mode="clip")
+            factors = ones[: len(rows)] if sample_weight is None else sample_weight[rows]
+            sums[position] += factors @ block
+    return sums
 
 
 def hard_chunk(
@@ -387,11 +441,15 @@ def hard_chunk(
     """
     labels, nearest = assign_chunk(X, x_squared_norms, centroids, c_squared_norms)
     sums, weights = cluster_sums(X, labels, sample_weight, centroids.shape[0])
-    if sample_weight is None:
-        inertia = float(nearest.sum(dtype=np.float64))
-    else:
-        inertia = float(np.dot(nearest.astype(np.float64), sample_weight))
+    inertia = weighted_total(nearest, sample_weight)
     return labels, nearest, ChunkStats(sums, weights, inertia, inertia)
+
+
+def weighted_total(values: np.ndarray, sample_weight: np.ndarray | None) -> float:
+    """Return the (weighted) sum of ``values`` (n_rows,), accumulated in float64."""
+    if sample_weight is None:
+        return float(values.sum(dtype=np.float64))
+    return float(np.dot(values.astype(np.float64), sample_weight))
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:

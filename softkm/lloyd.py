@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from softkm.chunks import Chunk, DataSource, farthest_points
+from softkm.chunks import Chunk, ChunkedData, DataSource, farthest_points
 from softkm.errors import EmptyClusterWarning
-from softkm.kernels import ChunkStats, hard_chunk, row_norms_squared
+from softkm.kernels import ChunkStats, assign_chunk, hard_chunk, row_norms_squared, weighted_total
 
 if TYPE_CHECKING:
     from softkm.hamerly import Bounds
@@ -120,12 +120,26 @@ def assignment_pass(data: DataSource, centroids: np.ndarray) -> ChunkStats:
     """
     working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)
+    n_clusters = centroids.shape[0]
+    if isinstance(data, ChunkedData):
+        # In memory, the sums are those of ``ChunkedData.cluster_statistics``, which
+        # Hamerly's loop also uses, so both loops move the centroids identically.
+        labels = np.empty(data.n_samples, dtype=np.int32)
+
+        def assign(chunk: Chunk) -> float:
+            labels[chunk.rows], nearest = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+            return weighted_total(nearest, chunk.sample_weight)
+
+        inertia = sum(data.map(assign))
+        stats = data.cluster_statistics(labels, n_clusters)
+        stats.inertia = stats.objective = inertia
+        return stats
 
     def kernel(chunk: Chunk) -> ChunkStats:
         _, _, stats = hard_chunk(chunk.X, chunk.x_squared_norms, chunk.sample_weight, working, c_squared_norms)
         return stats
 
-    return data.reduce(kernel, centroids.shape[0])
+    return data.reduce(kernel, n_clusters)
 
 
 def move_centroids(
