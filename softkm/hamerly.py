@@ -340,7 +340,8 @@ def _reassign(
             chunk_lower[:] = np.sqrt(second)
             changed = np.flatnonzero(found != own)
             return changed, found[changed]
-        X = chunk.X[doubt]
+        # np.take gathers rows many times faster than fancy indexing when they are short.
+        X = np.take(chunk.X, doubt, axis=0)
         doubt_labels = own[doubt]
         # The distance to the own centroid, computed directly, tightens the upper bound.
         # Its rounding error, about n_features * eps times the distance, is far below
@@ -352,7 +353,7 @@ def _reassign(
         if len(rows) == 0:
             return rows, own[rows]
         found, nearest, second = assign_two_nearest(
-            X[rows], chunk.x_squared_norms[doubt[rows]], working, c_squared_norms
+            np.take(X, rows, axis=0), chunk.x_squared_norms[doubt[rows]], working, c_squared_norms
         )
         recomputed = doubt[rows]
         chunk_upper[recomputed] = np.sqrt(nearest)
@@ -429,7 +430,7 @@ def _measuring_pays(data, bounds, centroids, far, delta, half_gap, margin, drop,
     column = np.full(len(centroids), -1, dtype=np.intp)
     column[far] = np.arange(len(far))
     to_far = _nearest_other_distance(
-        data.X[rows], data.x_squared_norms[rows], working, row_norms_squared(working), column[own]
+        np.take(data.X, rows, axis=0), data.x_squared_norms[rows], working, row_norms_squared(working), column[own]
     )
     lower_measuring = np.minimum(lower - np.take(drop_without_far, own), to_far - upper.dtype.type(margin))
     doubt_measuring = upper > np.maximum(gap, lower_measuring)
@@ -467,7 +468,8 @@ def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, ne
     """
     # Each moved row enters its new cluster with its weight and leaves its old one with
     # the opposite weight, so one weighted sum gives the change.
-    X = np.concatenate([chunk.X[rows], chunk.X[rows]])
+    moved = np.take(chunk.X, rows, axis=0)
+    X = np.concatenate([moved, moved])
     weights = np.ones(len(rows)) if chunk.sample_weight is None else chunk.sample_weight[rows]
     weights = np.concatenate([weights, -weights])
     labels = np.concatenate([new_labels, old_labels])

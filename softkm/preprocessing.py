@@ -32,6 +32,8 @@ _TRANSFORM_ENTRIES = 1 << 18
 
 # Columns with values beyond this magnitude are scaled down before they are summed.
 _HUGE_MAGNITUDE = 2.0**500
+# Up to this many columns, a block's extremes are taken on a transposed copy.
+_TRANSPOSED_EXTREMES_MAX_FEATURES = 16
 
 
 def _transform_rows(n_features: int) -> int:
@@ -171,22 +173,31 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
 
     slices = chunk_slices(n_samples, _transform_rows(n_features))
 
-    # Column reductions along axis 0 pay a per-row overhead in NumPy when there are few
-    # columns, so the sums are matrix-vector products and the extremes are taken on
+    def weighted_sum(rows: slice, block: np.ndarray) -> np.ndarray:
+        row_weights = np.ones(block.shape[0]) if sample_weight is None else sample_weight[rows]
+        return row_weights @ block
+
+    # The first pass takes each column's extremes and sum together. Column reductions
+    # along axis 0 pay a per-row overhead in NumPy when there are few columns, so the
+    # sums are matrix-vector products and, for few columns, the extremes are taken on
     # a transposed (n_features, rows) copy.
-    def extremes(rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        columns = np.ascontiguousarray(X[rows].T)  # (d, m)
-        return columns.min(axis=1), columns.max(axis=1)
+    def first_pass(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        block = X[rows].astype(np.float64)
+        columns = np.ascontiguousarray(block.T) if n_features <= _TRANSPOSED_EXTREMES_MAX_FEATURES else block
+        axis = 1 if columns is not block else 0
+        return columns.min(axis=axis), columns.max(axis=axis), weighted_sum(rows, block)
 
     smallest = np.full(n_features, np.inf)
     largest_value = np.full(n_features, -np.inf)
-    for low, high in parallel_map(extremes, slices):
+    mean = np.zeros(n_features)
+    for low, high, total in parallel_map(first_pass, slices):
         smallest = np.minimum(smallest, low)
         largest_value = np.maximum(largest_value, high)
+        mean += total
 
     # Sums of values near the float64 limit overflow, so a column with such values is
     # divided by a power of two (exact) before it is summed, and the moments are scaled
-    # back at the end.
+    # back at the end. Such columns are summed again.
     magnitude = np.maximum(np.abs(smallest), np.abs(largest_value)).astype(np.float64)
     huge = magnitude > _HUGE_MAGNITUDE
     column_scale = np.where(huge, 2.0 ** np.floor(np.log2(np.where(huge, magnitude, 1.0))), 1.0)
@@ -198,13 +209,10 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
             block /= column_scale
         return block
 
-    def weighted_sum(rows: slice, block: np.ndarray) -> np.ndarray:
-        row_weights = np.ones(block.shape[0]) if sample_weight is None else sample_weight[rows]
-        return row_weights @ block
-
-    mean = np.zeros(n_features)
-    for total in parallel_map(lambda rows: weighted_sum(rows, scaled_block(rows)), slices):
-        mean += total
+    if scaled:
+        mean = np.zeros(n_features)
+        for total in parallel_map(lambda rows: weighted_sum(rows, scaled_block(rows)), slices):
+            mean += total
     mean /= total_weight
 
     # The largest |x - mean| of a column is at its minimum or its maximum, and the
