@@ -118,7 +118,6 @@ class FitResult:
     n_relocated: int = 0
 
 
-@single_threaded_blas()
 def fit(
     X: np.ndarray,
     n_clusters: int,
@@ -173,40 +172,40 @@ def fit(
 
     Raises ``OptionError`` for invalid options and shapes.
     """
-    started = time.perf_counter()
-    X = _check_data(X, dtype)
-    sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-    settings = _check_options(
-        X.shape[0], n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
-        optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
-    )
-    init_centroids = _check_init(init, n_clusters, X.shape[1], n_init)
-    if algorithm not in ALGORITHMS:
-        raise OptionError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    with single_threaded_blas():
+        started = time.perf_counter()
+        X = _check_data(X, dtype)
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+        settings = _check_options(
+            X.shape[0], n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
+            optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
+        )
+        init_centroids = _check_init(init, n_clusters, X.shape[1], n_init)
+        if algorithm not in ALGORITHMS:
+            raise OptionError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
 
-    preprocessing = Preprocessing.fit(X, sample_weight, standardize)
-    working = preprocessing.transform(X, np.dtype(dtype), out=None if copy_x else X)
-    data = ChunkedData.build(working, sample_weight, n_clusters, chunk_size)
-    # tol 0 (run to max_iter or to unchanged labels) needs no variance, which saves a pass.
-    tol_shift = tol * float(np.mean(weighted_moments(working, None)[1] ** 2)) if tol > 0 else 0.0
-    in_memory = data
-    if client is not None:
-        from softkm import dask_engine
+        preprocessing = Preprocessing.fit(X, sample_weight, standardize)
+        working = preprocessing.transform(X, np.dtype(dtype), out=None if copy_x else X)
+        data = ChunkedData.build(working, sample_weight, n_clusters, chunk_size)
+        # tol 0 (run to max_iter or to unchanged labels) needs no variance, which saves a pass.
+        tol_shift = tol * float(np.mean(weighted_moments(working, None)[1] ** 2)) if tol > 0 else 0.0
+        in_memory = data
+        if client is not None:
+            from softkm import dask_engine
 
-        data = dask_engine.DaskSource.scatter(client, data)
-        algorithm = "lloyd"
+            data = dask_engine.DaskSource.scatter(client, data)
+            algorithm = "lloyd"
 
-    best_restart, run, scale, restart_scores = _run_restarts(
-        data, preprocessing, n_clusters, mode, settings, init, init_centroids, n_init, seed, tol_shift,
-        init_sample, on_iteration, algorithm,
-    )
-    result = _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
-                     restart_scores, started, with_labels=True)
-    _warn_if_few_distinct(in_memory, result.labels, n_clusters)
-    return result
+        best_restart, run, scale, restart_scores = _run_restarts(
+            data, preprocessing, n_clusters, mode, settings, init, init_centroids, n_init, seed, tol_shift,
+            init_sample, on_iteration, algorithm,
+        )
+        result = _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
+                         restart_scores, started, with_labels=True)
+        _warn_if_few_distinct(in_memory, result.labels, n_clusters)
+        return result
 
 
-@single_threaded_blas()
 def fit_source(
     source: RawSource,
     n_clusters: int,
@@ -240,30 +239,31 @@ def fit_source(
 
     Raises ``OptionError`` for invalid options, and what the source raises for invalid data.
     """
-    started = time.perf_counter()
-    if dtype not in DTYPES:
-        raise OptionError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    settings = _check_options(
-        source.n_samples, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
-        optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
-    )
-    init_centroids = _check_init(init, n_clusters, source.n_features, n_init)
-
-    moments = source.moments(dtype)
-    if n_clusters > moments.n_samples:
-        raise OptionError(
-            f"n_clusters={n_clusters} is larger than the number of usable rows ({moments.n_samples}); lower -k"
+    with single_threaded_blas():
+        started = time.perf_counter()
+        if dtype not in DTYPES:
+            raise OptionError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        settings = _check_options(
+            source.n_samples, n_clusters, mode, init, n_init, max_iter, tol, tau, tau_start, anneal_rate,
+            optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
         )
-    preprocessing = Preprocessing.from_moments(moments.mean, moments.std, standardize)
-    data = source.working(preprocessing, dtype, n_clusters, chunk_size)
-    tol_shift = tol * float(np.mean((moments.unweighted_std / preprocessing.scale) ** 2))
+        init_centroids = _check_init(init, n_clusters, source.n_features, n_init)
 
-    best_restart, run, scale, restart_scores = _run_restarts(
-        data, preprocessing, n_clusters, mode, settings, init, init_centroids, n_init, seed, tol_shift,
-        init_sample, on_iteration,
-    )
-    return _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
-                   restart_scores, started, with_labels=False)
+        moments = source.moments(dtype)
+        if n_clusters > moments.n_samples:
+            raise OptionError(
+                f"n_clusters={n_clusters} is larger than the number of usable rows ({moments.n_samples}); lower -k"
+            )
+        preprocessing = Preprocessing.from_moments(moments.mean, moments.std, standardize)
+        data = source.working(preprocessing, dtype, n_clusters, chunk_size)
+        tol_shift = tol * float(np.mean((moments.unweighted_std / preprocessing.scale) ** 2))
+
+        best_restart, run, scale, restart_scores = _run_restarts(
+            data, preprocessing, n_clusters, mode, settings, init, init_centroids, n_init, seed, tol_shift,
+            init_sample, on_iteration,
+        )
+        return _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
+                       restart_scores, started, with_labels=False)
 
 
 def _run_restarts(
@@ -344,7 +344,6 @@ def initial_centroids(
     return kmeans_plusplus(sample.X, n_clusters, rng, sample.sample_weight, sample.x_squared_norms)
 
 
-@single_threaded_blas()
 def predict(
     X: np.ndarray, centroids: np.ndarray, preprocessing: Preprocessing, dtype: str, chunk_size: int | None = None
 ) -> tuple[np.ndarray, float]:
@@ -353,15 +352,15 @@ def predict(
     Returns labels (n_samples,) int64 and the inertia in squared user units, computed
     with the same working-unit arithmetic as the end of ``fit``.
     """
-    X = _check_data(X, dtype)
-    working = preprocessing.transform(X, np.dtype(dtype))
-    data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
-    working_centroids = _checked_working_centroids(preprocessing, centroids, data.dtype, _FAR_MODEL_MESSAGE)
-    labels, inertia = _final_assignment(data, working_centroids)
-    return labels, inertia * preprocessing.squared_unit
+    with single_threaded_blas():
+        X = _check_data(X, dtype)
+        working = preprocessing.transform(X, np.dtype(dtype))
+        data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
+        working_centroids = _checked_working_centroids(preprocessing, centroids, data.dtype, _FAR_MODEL_MESSAGE)
+        labels, inertia = _final_assignment(data, working_centroids)
+        return labels, inertia * preprocessing.squared_unit
 
 
-@single_threaded_blas()
 def predict_proba(
     X: np.ndarray,
     centroids: np.ndarray,
@@ -374,13 +373,14 @@ def predict_proba(
 
     ``temperature`` is absolute and in squared user units; rows sum to 1.
     """
-    X = _check_data(X, dtype)
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise OptionError(f"temperature must be finite and > 0, got {temperature}")
-    working = preprocessing.transform(X, np.dtype(dtype))
-    data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
-    working_centroids = _checked_working_centroids(preprocessing, centroids, data.dtype, _FAR_MODEL_MESSAGE)
-    return memberships(data, working_centroids, temperature / preprocessing.squared_unit)
+    with single_threaded_blas():
+        X = _check_data(X, dtype)
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise OptionError(f"temperature must be finite and > 0, got {temperature}")
+        working = preprocessing.transform(X, np.dtype(dtype))
+        data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
+        working_centroids = _checked_working_centroids(preprocessing, centroids, data.dtype, _FAR_MODEL_MESSAGE)
+        return memberships(data, working_centroids, temperature / preprocessing.squared_unit)
 
 
 def memberships(data: ChunkedData, centroids: np.ndarray, temperature: float) -> np.ndarray:

@@ -36,6 +36,7 @@ chunks, so the fit's labels are always those of ``predict``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,9 +58,11 @@ from softkm.kernels import (
 from softkm.lloyd import IterationRecord, RunResult, move_centroids, report_iteration
 from softkm.parallel import parallel_map
 
-# The distance expansion loses about eps * (|x|^2 + |c|^2) to cancellation. Bounds
-# are only trusted beyond this many times that error, in distance units.
-_MARGIN_FACTOR = 8.0
+# A computed squared distance, from the expansion or from a dot product of
+# n_features terms, is within (n_features + 2) * eps * (|x|^2 + |c|^2) of the exact
+# one (see ``_rounding_bound``). A point is only skipped when its bounds clear this
+# many times that error.
+_MARGIN_FACTOR = 16.0
 # Above this fraction of points in doubt, a chunk is assigned whole.
 _FULL_PASS_FRACTION = 0.5
 
@@ -93,7 +96,7 @@ def hamerly(
 
     Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result (up to ties
     within rounding, see the module's note), with the final ``Bounds`` attached. The bounds are kept in the data's dtype: the margin (see
-    ``_rounding_margin``) is thousands of times the rounding of the bound updates, even
+    ``_rounding_bound``) is many times the rounding of the bound updates, even
     in float32.
     """
     n_clusters = centroids.shape[0]
@@ -217,13 +220,39 @@ def _inertia(stats: ChunkStats, squares: np.ndarray, centroids: np.ndarray) -> f
     return float(max(per_cluster.sum(), 0.0))
 
 
-def _rounding_margin(dtype: np.dtype, max_squared_norm: float, centroids: np.ndarray) -> float:
-    """Return a bound on the rounding error of a computed distance, in distance units.
+def _rounding_bound(dtype: np.dtype, max_squared_norm: float, centroids: np.ndarray) -> float:
+    """Return E, a bound on the rounding of the squared distances, in squared units.
 
+    A dot product of d terms rounds by at most about d * eps times ``|x| |c|``, and
+    the expansion adds ``|x|^2`` and ``|c|^2`` with their own rounding. So every
+    computed squared distance, and every difference of the scores that the
+    assignment compares, is within a few times ``(d + 2) eps (|x|^2 + |c|^2)`` of the
+    exact value. E is ``_MARGIN_FACTOR`` times that, with the largest norms.
     ``max_squared_norm`` is the largest ``|x|^2`` of the data.
     """
-    largest = max_squared_norm + float((centroids**2).sum(axis=1).max(initial=0.0))
-    return _MARGIN_FACTOR * float(np.sqrt(np.finfo(dtype).eps * largest))
+    n_features = centroids.shape[1]
+    largest = _largest_squared_norms(max_squared_norm, centroids)
+    return _MARGIN_FACTOR * (n_features + 2) * float(np.finfo(dtype).eps) * largest
+
+
+def _largest_squared_norms(max_squared_norm: float, centroids: np.ndarray) -> float:
+    """Return the largest ``|x|^2`` (given) plus the largest ``|c|^2`` of the centroids."""
+    return max_squared_norm + float((centroids**2).sum(axis=1).max(initial=0.0))
+
+
+def _settling_threshold(lower: np.ndarray, bound: float) -> np.ndarray:
+    """Return, for lower bounds (n,) on the distance to every other centroid, the upper
+    bound below which a point certainly keeps its label.
+
+    The label is certain when ``lower^2 - upper^2 > E`` (``bound``), which holds when
+    ``upper < lower - E / lower``, since ``sqrt(l^2 - E) >= l - E / l`` for
+    ``l^2 >= E``. A lower bound at or below 0 gives -inf: nothing is certain.
+    """
+    positive = np.maximum(lower, 0.0)
+    with np.errstate(divide="ignore"):
+        correction = np.divide(lower.dtype.type(bound), positive)
+    positive -= correction
+    return positive
 
 
 def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: ChunkStats, squares: np.ndarray) -> int:
@@ -271,23 +300,31 @@ def _reassign(
     delta = np.sqrt(((centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
     followed = delta.copy()
     followed[relocated] = 0.0
-    margin = _rounding_margin(data.X.dtype, bounds.max_squared_norm, centroids)
+    bound = _rounding_bound(data.X.dtype, bounds.max_squared_norm, centroids)
     if n_clusters > 1:
         between = np.sqrt(np.maximum(_squared_centroid_distances(centroids), 0.0))
         np.fill_diagonal(between, np.inf)
-        half_gap = (0.5 * between.min(axis=1)).astype(dtype)
+        half_gap = 0.5 * between.min(axis=1)
+        # With u <= s (half the distance to the nearest other centroid), every other
+        # centroid is at least 2s - u away, and (2s - u)^2 - u^2 = 4 s (s - u) > E
+        # when u < s - E / (4 s).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            half_gap = np.where(half_gap > 0, half_gap - bound / (4.0 * half_gap), -np.inf).astype(dtype)
     else:
         half_gap = np.full(1, np.inf, dtype=dtype)
-    half_gap -= dtype.type(margin)
-    delta = delta.astype(dtype)
+    # Every distance is at most sqrt(2 S), with S the largest |x|^2 + |c|^2, so adding
+    # this slack to each movement covers the rounding of the table and of the bound
+    # updates, and the bounds stay bounds in the data's dtype.
+    slack = 2.0 * float(np.finfo(dtype).eps) * math.sqrt(2.0 * _largest_squared_norms(bounds.max_squared_norm, centroids))
+    delta = (delta + slack).astype(dtype)
     # Per-cluster tables, gathered by each point's label: how far the lower bound drops.
-    drop = _lower_bound_drop(followed, dtype)
+    drop = _lower_bound_drop(followed + slack, dtype)
     far = _far_movers(followed)
     if len(far):
         rest = followed.copy()
         rest[far] = 0.0
-        drop_without_far = _lower_bound_drop(rest, dtype)
-        if _measuring_pays(data, bounds, centroids, far, delta, half_gap, margin, drop, drop_without_far):
+        drop_without_far = _lower_bound_drop(rest + slack, dtype)
+        if _measuring_pays(data, bounds, centroids, far, delta, half_gap, bound, drop, drop_without_far):
             followed, drop = rest, drop_without_far
         else:
             far = far[:0]
@@ -308,8 +345,9 @@ def _reassign(
         chunk_upper += np.take(delta, own)
         chunk_lower -= np.take(drop, own)
 
-        # A point is settled when its upper bound is below max(half_gap, lower) by the margin.
-        threshold = chunk_lower - dtype.type(margin)
+        # A point is settled when its upper bound is below the threshold of its lower
+        # bound or of its half gap, which leave room for the rounding.
+        threshold = _settling_threshold(chunk_lower, bound)
         np.maximum(threshold, np.take(half_gap, own), out=threshold)
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(measured):
@@ -322,7 +360,7 @@ def _reassign(
                     chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms, np.take(measured_column, own)
                 )
                 np.minimum(chunk_lower, nearest_measured, out=chunk_lower)
-                threshold = chunk_lower - dtype.type(margin)
+                threshold = _settling_threshold(chunk_lower, bound)
                 np.maximum(threshold, np.take(half_gap, own), out=threshold)
                 doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
@@ -344,8 +382,8 @@ def _reassign(
         X = np.take(chunk.X, doubt, axis=0)
         doubt_labels = own[doubt]
         # The distance to the own centroid, computed directly, tightens the upper bound.
-        # Its rounding error, about n_features * eps times the distance, is far below
-        # the margin, which is sqrt(eps) times the norms.
+        # Its squared rounding error, about n_features * eps times its square, is
+        # within the rounding bound.
         residual = X - np.take(working, doubt_labels, axis=0)
         exact = np.sqrt(np.einsum("ij,ij->i", residual, residual))
         chunk_upper[doubt] = exact
@@ -411,7 +449,7 @@ def _far_movers(movement: np.ndarray) -> np.ndarray:
 _SAMPLE_ROWS = 1024
 
 
-def _measuring_pays(data, bounds, centroids, far, delta, half_gap, margin, drop, drop_without_far) -> bool:
+def _measuring_pays(data, bounds, centroids, far, delta, half_gap, bound, drop, drop_without_far) -> bool:
     """Return whether measuring the clusters ``far`` is expected to cost less than it saves.
 
     Measuring them costs about len(far) / k of a full distance pass, and each point it
@@ -423,8 +461,8 @@ def _measuring_pays(data, bounds, centroids, far, delta, half_gap, margin, drop,
     own = bounds.labels[rows]
     upper = bounds.upper[rows] + np.take(delta, own)
     gap = np.take(half_gap, own)
-    lower = bounds.lower[rows] - upper.dtype.type(margin)
-    doubt_following = upper > np.maximum(gap, lower - np.take(drop, own))
+    lower = bounds.lower[rows]
+    doubt_following = upper > np.maximum(gap, _settling_threshold(lower - np.take(drop, own), bound))
 
     working = centroids[far].astype(data.X.dtype)
     column = np.full(len(centroids), -1, dtype=np.intp)
@@ -432,8 +470,8 @@ def _measuring_pays(data, bounds, centroids, far, delta, half_gap, margin, drop,
     to_far = _nearest_other_distance(
         np.take(data.X, rows, axis=0), data.x_squared_norms[rows], working, row_norms_squared(working), column[own]
     )
-    lower_measuring = np.minimum(lower - np.take(drop_without_far, own), to_far - upper.dtype.type(margin))
-    doubt_measuring = upper > np.maximum(gap, lower_measuring)
+    lower_measuring = np.minimum(lower - np.take(drop_without_far, own), to_far)
+    doubt_measuring = upper > np.maximum(gap, _settling_threshold(lower_measuring, bound))
     settled = float(doubt_following.mean()) - float(doubt_measuring.mean())
     return settled * len(delta) > len(far)
 

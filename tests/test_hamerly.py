@@ -15,10 +15,10 @@ import pytest
 
 from softkm import engine, parallel
 from softkm.chunks import ChunkedData
-from softkm.errors import OptionError
+from softkm.errors import ConvergenceWarning, OptionError
 from softkm.chunks import farthest_points
 from softkm.hamerly import final_labels as hamerly_final_labels
-from softkm.hamerly import _far_movers, _lower_bound_drop, hamerly
+from softkm.hamerly import _far_movers, _lower_bound_drop, _rounding_bound, _settling_threshold, hamerly
 from softkm.kernels import assign_chunk, row_norms_squared
 from softkm.lloyd import lloyd
 from softkm.preprocessing import Preprocessing
@@ -341,3 +341,38 @@ def test_fit_algorithms_agree_on_ties(case, max_iter):
     np.testing.assert_array_equal(predicted, bounded.labels, err_msg="predict disagrees with the fit's labels")
     assert (bounded.n_iter, bounded.converged) == (plain.n_iter, plain.converged)
     assert bounded.n_relocated == plain.n_relocated
+
+
+def test_settling_threshold_leaves_room_for_rounding():
+    lower = np.array([2.0, 1.0, 0.0, -0.5, 0.1], dtype=np.float32)
+    bound = 0.04
+
+    threshold = _settling_threshold(lower, bound)
+
+    # A point below the threshold has lower^2 - upper^2 > bound, so rounding of the
+    # squared distances cannot change its label.
+    margin = lower[:2].astype(np.float64) ** 2 - threshold[:2].astype(np.float64) ** 2
+    assert np.all(margin > bound), f"squared margins {margin} do not exceed the bound {bound}"
+    assert np.all(threshold[:2] < lower[:2])
+    # Without a positive lower bound, or with one below sqrt(bound), nothing is certain.
+    assert np.all(threshold[2:4] == -np.inf), f"thresholds for lower <= 0 are {threshold[2:4]}"
+    assert threshold[4] < 0, f"lower bound 0.1 < sqrt(0.04) must settle nothing, threshold {threshold[4]}"
+
+
+def test_rounding_bound_grows_with_features_and_norms():
+    centroids = np.ones((3, 4))
+    small = _rounding_bound(np.dtype(np.float32), 1.0, centroids)
+
+    assert _rounding_bound(np.dtype(np.float32), 100.0, centroids) > small
+    assert _rounding_bound(np.dtype(np.float32), 1.0, np.ones((3, 40))) > small
+    assert _rounding_bound(np.dtype(np.float64), 1.0, centroids) < small * 1e-8
+
+
+def test_engine_warnings_point_at_the_caller():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+
+    with pytest.warns(ConvergenceWarning) as record:
+        engine.fit(X, 3, max_iter=1, seed=0)
+
+    assert record[0].filename == __file__, f"the warning points at {record[0].filename}, not at the caller"
