@@ -87,7 +87,15 @@ class ChunkedData:
     total_weight: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.x_squared_norms = row_norms_squared(self.X)
+        # Each row's norm depends on that row alone, so computing them chunk by chunk on
+        # the pool gives the same values as one call over all rows.
+        self.x_squared_norms = np.empty(self.X.shape[0], dtype=self.X.dtype)
+
+        def norms(rows: slice) -> None:
+            self.x_squared_norms[rows] = row_norms_squared(self.X[rows])
+
+        for _ in parallel_map(norms, chunk_slices(self.X.shape[0], self.rows_per_chunk)):
+            pass
         if self.sample_weight is None:
             self.total_weight = float(self.X.shape[0])
         else:

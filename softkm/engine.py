@@ -30,6 +30,7 @@ from softkm.initialization import kmeans_plusplus, random_points
 from softkm.kernels import (
     ChunkStats,
     assign_chunk,
+    chunk_slices,
     responsibilities_chunk,
     row_norms_squared,
     squared_residuals,
@@ -38,7 +39,7 @@ from softkm.hamerly import Bounds, final_labels, hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
 from softkm.memory import trim_c_heap
 from softkm.optim import OPTIMIZERS
-from softkm.parallel import single_threaded_blas
+from softkm.parallel import parallel_map, single_threaded_blas
 from softkm.preprocessing import DataMoments, Preprocessing, weighted_moments
 from softkm.relaxed import (
     RelaxedSettings,
@@ -565,9 +566,19 @@ def _check_data(X: np.ndarray, dtype: str) -> np.ndarray:
         raise OptionError(f"X must have at least one row and one column, got shape {X.shape}")
     if not np.issubdtype(X.dtype, np.floating):
         X = X.astype(np.float64)
-    if not np.all(np.isfinite(X)):
+    if not _all_finite(X):
         raise OptionError("X contains NaN or infinite values; remove or impute them first")
     return np.ascontiguousarray(X)
+
+
+# Rows per block of the finiteness check: its boolean temporary stays this small.
+_FINITE_CHECK_ENTRIES = 1 << 18
+
+
+def _all_finite(X: np.ndarray) -> bool:
+    """Return whether every entry of X (n_samples, n_features) is finite, block by block on the pool."""
+    rows = max(1, _FINITE_CHECK_ENTRIES // X.shape[1])
+    return all(parallel_map(lambda block: bool(np.isfinite(X[block]).all()), chunk_slices(X.shape[0], rows)))
 
 
 def _check_sample_weight(sample_weight: np.ndarray | None, n_samples: int) -> np.ndarray | None:

@@ -65,6 +65,9 @@ from softkm.parallel import parallel_map
 _MARGIN_FACTOR = 16.0
 # Above this fraction of points in doubt, a chunk is assigned whole.
 _FULL_PASS_FRACTION = 0.5
+# Above this fraction of a chunk's points changing cluster, the statistics are summed
+# afresh instead of updated: the changes cost two rows each, a fresh sum one per point.
+_MOVED_STATISTICS_FRACTION = 0.1
 
 
 @dataclass
@@ -264,14 +267,23 @@ def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: Chu
     and whole chunks resolve them as Lloyd's pass does.
     """
     n_changed = 0
+    resum = False
     assign = "chunks" if len(bounds.relocated) else "doubt"
     for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, True, assign):
-        sums, weights, norms = moved
-        stats.sums += sums
-        stats.weights += weights
-        squares += norms
         bounds.labels[moved_rows] = new_labels
         n_changed += len(moved_rows)
+        if moved is None:
+            resum = True
+        elif not resum:
+            sums, weights, norms = moved
+            stats.sums += sums
+            stats.weights += weights
+            squares += norms
+    if resum:
+        fresh = data.cluster_statistics(bounds.labels, len(squares))
+        stats.sums[...] = fresh.sums
+        stats.weights[...] = fresh.weights
+        squares[...] = _cluster_squares(data, bounds.labels, len(squares))
     return n_changed
 
 
@@ -287,7 +299,9 @@ def _reassign(
     measured instead: every point's exact distance to them enters its lower bound.
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
-    weights (k,) and squares (k,) that their move makes. The labels are left to the caller.
+    weights (k,) and squares (k,) that their move makes, or None when more than
+    ``_MOVED_STATISTICS_FRACTION`` of the chunk moved and the caller must sum afresh.
+    The labels are left to the caller.
     ``assign`` sets how a chunk with points in doubt is assigned. With "doubt" only those
     points are assigned, or the whole chunk when most of it is in doubt. With "chunks"
     the whole chunk is assigned. With "labels" the whole chunk is assigned without
@@ -403,7 +417,9 @@ def _reassign(
         own = labels[chunk.rows]
         changed, new_labels = moves(chunk, own)
         statistics = None
-        if with_statistics and len(changed):
+        # When many points move, summing every cluster afresh costs less than the
+        # changes, and the chunk yields None for the statistics instead.
+        if with_statistics and 0 < len(changed) <= _MOVED_STATISTICS_FRACTION * len(own):
             statistics = _moved_statistics(chunk, changed, own[changed], new_labels, n_clusters)
         return chunk.rows.start + changed, new_labels, statistics
 
