@@ -49,9 +49,9 @@ from softkm.kernels import (
     assign_chunk,
     assign_two_nearest,
     block_rows,
+    features_major,
     chunk_slices,
     cluster_sums,
-    distance_block,
     row_norms_squared,
     weighted_total,
 )
@@ -447,15 +447,21 @@ def _far_movers(movement: np.ndarray) -> np.ndarray:
     """Return the clusters whose movement (k,) may be worth measuring instead of following.
 
     Hamerly's lower bounds all drop by the largest movement, so one centroid that moves
-    far puts every point in doubt. The smallest r up to k/16 whose largest movers, once
-    left out, at least halve the drop are returned (sorted), or none.
+    far puts every point in doubt. When at most k/16 clusters move at all, as near
+    convergence, all of them are returned, and the lower bounds need not drop. Otherwise
+    the smallest r up to k/16 whose largest movers, once left out, at least halve the
+    drop are returned. The result is sorted, and empty when no such set exists.
     """
     n_clusters = len(movement)
     order = np.argsort(-movement, kind="stable")
     largest = movement[order[0]] if n_clusters else 0.0
     if largest <= 0.0:
         return np.empty(0, dtype=np.intp)
-    for count in range(1, n_clusters // 16 + 1):
+    limit = n_clusters // 16
+    moving = np.flatnonzero(movement > 0.0)
+    if len(moving) <= limit:
+        return moving
+    for count in range(1, limit + 1):
         if movement[order[count]] <= 0.5 * largest:
             return np.sort(order[:count])
     return np.empty(0, dtype=np.intp)
@@ -503,15 +509,21 @@ def _nearest_other_distance(
 
     X (n_rows, n_features) and centroids (r, n_features) share one dtype. A row's own
     cluster, at column ``own_column`` (n_rows,) of the centroids or -1, is left out. The
-    squared distances come from the expansion, one block of rows at a time.
+    squared distances come from the expansion, one block of rows at a time, laid out
+    (r, rows) so that the minimum over the few centroids runs along contiguous rows.
     """
     out = np.empty(X.shape[0], dtype=X.dtype)
+    half_norms = 0.5 * c_squared_norms
     for rows in chunk_slices(X.shape[0], block_rows(centroids.shape[0])):
-        squared = distance_block(X[rows], x_squared_norms[rows], centroids, c_squared_norms)  # (m, r)
+        # x.c - |c|^2 / 2 = (|x|^2 - d^2) / 2: the largest score is the nearest centroid.
+        scores = centroids @ features_major(X[rows])  # (r, m)
+        scores -= half_norms[:, None]
         columns = own_column[rows]
         owned = np.flatnonzero(columns >= 0)
-        squared[owned, columns[owned]] = np.inf
-        out[rows] = np.sqrt(squared.min(axis=1))
+        scores.reshape(-1)[columns[owned] * scores.shape[1] + owned] = -np.inf
+        nearest = x_squared_norms[rows] - 2.0 * scores.max(axis=0)
+        np.maximum(nearest, 0.0, out=nearest)
+        out[rows] = np.sqrt(nearest)
     return out
 
 

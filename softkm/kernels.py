@@ -235,7 +235,7 @@ def assign_two_nearest(
 _COPY_TRANSPOSE_MAX_FEATURES = 3
 
 
-def _features_major(X: np.ndarray) -> np.ndarray:
+def features_major(X: np.ndarray) -> np.ndarray:
     """Return X (m, d) as a (d, m) array: a contiguous copy for small d, else a view."""
     if X.shape[1] <= _COPY_TRANSPOSE_MAX_FEATURES:
         return np.ascontiguousarray(X.T)
@@ -262,7 +262,7 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
         size = (rows.stop - rows.start) * n_clusters
         if transposed:
             scores = buffer[:size].reshape(n_clusters, -1)  # (k, m)
-            np.matmul(centroids, _features_major(X[rows]), out=scores)
+            np.matmul(centroids, features_major(X[rows]), out=scores)
             scores -= half_norms[:, None]
             block_best = scores.max(axis=0)
             hits = scores == block_best  # (k, m), one True per row unless scores tie
@@ -629,7 +629,7 @@ def _relaxed_block(
     needs neither a scaling pass nor the clip.
     """
     scores, exponentials, scaled_rows = workspace.blocks(centroids.shape[0], X.shape[0], X.shape[1])
-    np.matmul(centroids, _features_major(X), out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
+    np.matmul(centroids, features_major(X), out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
     scores -= half_norms[:, None]
     best = scores.max(axis=0)  # (m,)
     if prescaled:

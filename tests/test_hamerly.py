@@ -300,6 +300,17 @@ def test_far_movers_picks_outliers():
     assert len(_far_movers(two_far)) == 0
 
 
+def test_far_movers_takes_every_mover_when_few_move():
+    movement = np.zeros(64)
+    movement[[5, 40, 41]] = [0.03, 0.05, 0.04]
+
+    # Three of 64 clusters move, within the k / 16 = 4 that can be measured: all of
+    # them are, so the other clusters' lower bounds need not drop at all.
+    np.testing.assert_array_equal(_far_movers(movement), [5, 40, 41])
+    movement[:5] = 0.04
+    assert len(_far_movers(movement)) == 0, "eight movers of similar size are more than k / 16"
+
+
 def test_lower_bound_drop_spares_largest_mover():
     drop = _lower_bound_drop(np.array([0.5, 3.0, 1.0]), np.dtype(np.float32))
 
