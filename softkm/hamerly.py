@@ -345,6 +345,8 @@ def _reassign(
     measured = np.union1d(relocated, far).astype(np.intp)
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
+    # The centroids that assign_chunk sees, in float64.
+    exact_centroids = working.astype(np.float64)
     measured_centroids = working[measured]
     measured_norms = c_squared_norms[measured]
     # Each cluster's column among the measured ones, or -1.
@@ -379,8 +381,18 @@ def _reassign(
                 doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, own[doubt]
+        if assign == "labels" and len(doubt) <= _FULL_PASS_FRACTION * len(own):
+            # Distances in float64 settle every point whose two nearest centroids are
+            # farther apart than the rounding of assign_chunk, without the batch product.
+            found, certain = _certain_labels(np.take(chunk.X, doubt, axis=0), exact_centroids, bound)
+            if certain:
+                moved = found != own[doubt]
+                return doubt[moved], found[moved]
         if assign == "labels":
-            # The bounds are not used again, so the runner-up is not needed.
+            # Many points in doubt, or a near tie: assign_chunk's label of a near tie
+            # depends on the rows multiplied with it, so the whole chunk is multiplied
+            # as predict multiplies it. The bounds are not used again, so the runner-up
+            # is not needed.
             found, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
             changed = np.flatnonzero(found != own)
             return changed, found[changed]
@@ -525,6 +537,38 @@ def _nearest_other_distance(
         np.maximum(nearest, 0.0, out=nearest)
         out[rows] = np.sqrt(nearest)
     return out
+
+
+def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple[np.ndarray, bool]:
+    """Return the nearest of ``centroids`` (k, d), float64, for each row of X (n_rows, d),
+    and whether every one of them is certain.
+
+    The squared distances are computed in float64. A label is certain when the second
+    nearest centroid is more than ``bound`` (see ``_rounding_bound``) farther in squared
+    distance: then the scores of ``softkm.kernels.assign_chunk``, in the data's dtype,
+    cannot rank another centroid first, whatever rows share its matrix product.
+    """
+    n_clusters = centroids.shape[0]
+    found = np.empty(X.shape[0], dtype=np.intp)
+    if n_clusters == 1:
+        found[:] = 0
+        return found, True
+    c_squared_norms = np.einsum("ij,ij->i", centroids, centroids)
+    for block in chunk_slices(X.shape[0], block_rows(n_clusters)):
+        rows = X[block].astype(np.float64)
+        squared = rows @ centroids.T  # (m, k)
+        squared *= -2.0
+        squared += c_squared_norms
+        squared += np.einsum("ij,ij->i", rows, rows)[:, None]
+        found[block] = np.argmin(squared, axis=1)
+        flat_index = np.arange(0, squared.size, n_clusters) + found[block]
+        nearest = squared.reshape(-1)[flat_index]
+        squared.reshape(-1)[flat_index] = np.inf
+        flat_index -= found[block]
+        flat_index += np.argmin(squared, axis=1)
+        if not np.all(squared.reshape(-1)[flat_index] - nearest > bound):
+            return found, False
+    return found, True
 
 
 def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, new_labels: np.ndarray,

@@ -18,7 +18,14 @@ from softkm.chunks import ChunkedData
 from softkm.errors import ConvergenceWarning, OptionError
 from softkm.chunks import farthest_points
 from softkm.hamerly import final_labels as hamerly_final_labels
-from softkm.hamerly import _far_movers, _lower_bound_drop, _rounding_bound, _settling_threshold, hamerly
+from softkm.hamerly import (
+    _certain_labels,
+    _far_movers,
+    _lower_bound_drop,
+    _rounding_bound,
+    _settling_threshold,
+    hamerly,
+)
 from softkm.kernels import assign_chunk, row_norms_squared
 from softkm.lloyd import lloyd
 from softkm.preprocessing import Preprocessing
@@ -387,3 +394,28 @@ def test_engine_warnings_point_at_the_caller():
         engine.fit(X, 3, max_iter=1, seed=0)
 
     assert record[0].filename == __file__, f"the warning points at {record[0].filename}, not at the caller"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_certain_labels_agree_with_assign_chunk(dtype):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2000, 8)).astype(dtype)
+    centroids = (rng.normal(size=(6, 8)) * 3).astype(dtype)
+    bound = _rounding_bound(np.dtype(dtype), float(row_norms_squared(X).max()), centroids.astype(np.float64))
+
+    found, certain = _certain_labels(X, centroids.astype(np.float64), bound)
+    expected, _ = assign_chunk(X, row_norms_squared(X), centroids, row_norms_squared(centroids))
+
+    assert certain, "well separated random centroids should leave no near tie among 2000 rows"
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_certain_labels_refuse_a_near_tie():
+    X = np.array([[0.0, 1.0], [5.0, 5.0]], dtype=np.float32)
+    # Two centroids at the same distance from the first row: its label depends on rounding.
+    centroids = np.array([[1.0, 1.0], [-1.0, 1.0], [5.0, 5.0]])
+    bound = _rounding_bound(np.dtype(np.float32), 50.0, centroids)
+
+    _, certain = _certain_labels(X, centroids, bound)
+
+    assert not certain, "a row equidistant from two centroids was declared certain"
