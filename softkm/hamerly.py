@@ -252,8 +252,8 @@ def _settling_threshold(lower: np.ndarray, bound: float) -> np.ndarray:
     ``l^2 >= E``. A lower bound at or below 0 gives -inf: nothing is certain.
     """
     positive = np.maximum(lower, 0.0)
-    with np.errstate(divide="ignore"):
-        correction = np.divide(lower.dtype.type(bound), positive)
+    correction = np.full_like(positive, np.inf)
+    np.divide(lower.dtype.type(bound), positive, out=correction, where=positive > 0)
     positive -= correction
     return positive
 

@@ -375,6 +375,11 @@ def test_settling_threshold_leaves_room_for_rounding():
     # Without a positive lower bound, or with one below sqrt(bound), nothing is certain.
     assert np.all(threshold[2:4] == -np.inf), f"thresholds for lower <= 0 are {threshold[2:4]}"
     assert threshold[4] < 0, f"lower bound 0.1 < sqrt(0.04) must settle nothing, threshold {threshold[4]}"
+    # With a bound of 0 (all-zero data), a lower bound of 0 still settles nothing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zero_bound = _settling_threshold(np.array([0.0, 1.0], dtype=np.float32), 0.0)
+    np.testing.assert_array_equal(zero_bound, np.array([-np.inf, 1.0], dtype=np.float32))
 
 
 def test_rounding_bound_grows_with_features_and_norms():
