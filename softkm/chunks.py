@@ -164,10 +164,10 @@ class ChunkedData:
                 lambda chunk: ChunkStats(*cluster_sums(chunk.X, labels[chunk.rows], chunk.sample_weight, n_clusters)),
                 n_clusters,
             )
-        order, bounds = label_order(labels, n_clusters)
+        order, bounds = label_order(labels, n_clusters, self.sample_weight)
         # Contiguous groups of clusters with about equal numbers of rows.
-        targets = np.linspace(0, self.n_samples, _SUM_GROUPS + 1)[1:-1]
-        cuts = np.unique(np.concatenate([[0], np.searchsorted(bounds, targets), [n_clusters]]))
+        targets = np.linspace(0, bounds[-1], _SUM_GROUPS + 1)[1:-1]
+        cuts = np.unique(np.clip(np.concatenate([[0], np.searchsorted(bounds, targets), [n_clusters]]), 0, n_clusters))
         groups = [range(low, high) for low, high in zip(cuts[:-1], cuts[1:])]
         sums = np.concatenate(list(parallel_map(
             lambda group: segment_sums(self.X, order, bounds, self.sample_weight, group), groups

@@ -110,9 +110,15 @@ def hamerly(
 
     labels, upper, lower, stats = _full_pass(data, centroids)
     squares = _cluster_squares(data, labels, n_clusters)
+    members = _cluster_members(data, labels, n_clusters)
     inertia = stats.inertia
     max_squared_norm = float(data.x_squared_norms.max(initial=0.0))
     for iteration in range(1, max_iter + 1):
+        # Updated weights of a cluster that lost its last point can keep a rounding
+        # residue; Lloyd's fresh sums give exactly 0 there.
+        deserted = members == 0
+        stats.weights[deserted] = 0.0
+        stats.sums[deserted] = 0.0
         empty = np.flatnonzero(stats.weights <= 0)
         assigned_stats = (stats.sums.copy(), stats.weights.copy()) if len(empty) else None
         new_centroids, relocated = move_centroids(data, stats, centroids, labels)
@@ -133,13 +139,14 @@ def hamerly(
             break
 
         bounds = Bounds(labels, upper, lower, centroids, jumped, max_squared_norm)
-        _update(data, bounds, new_centroids, stats, squares)
+        _update(data, bounds, new_centroids, stats, squares, members)
         if relocated:
             # Lloyd sums the new assignment afresh, which rounds differently from
             # relocate_empty's own update of the sums. Doing the same here keeps the
             # centroids, and so the stopping test, identical to Lloyd's.
             stats = data.cluster_statistics(labels, n_clusters)
             squares = _cluster_squares(data, labels, n_clusters)
+            members = _cluster_members(data, labels, n_clusters)
         inertia = _inertia(stats, squares, new_centroids)
         centroids = new_centroids
 
@@ -212,6 +219,13 @@ def _cluster_squares(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> 
     return squares
 
 
+def _cluster_members(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Return the number of points with a nonzero weight in each cluster (n_clusters,) int64."""
+    if data.sample_weight is None:
+        return np.bincount(labels, minlength=n_clusters)
+    return np.bincount(labels[data.sample_weight != 0], minlength=n_clusters)
+
+
 def _inertia(stats: ChunkStats, squares: np.ndarray, centroids: np.ndarray) -> float:
     """Return the weighted inertia of the current labels against ``centroids``.
 
@@ -258,9 +272,13 @@ def _settling_threshold(lower: np.ndarray, bound: float) -> np.ndarray:
     return positive
 
 
-def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: ChunkStats, squares: np.ndarray) -> int:
+def _update(
+    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: ChunkStats, squares: np.ndarray,
+    members: np.ndarray,
+) -> int:
     """Move ``bounds`` to ``centroids``, reassign the points left in doubt, and update the
-    labels, bounds and statistics in place. Returns the number of points that changed cluster.
+    labels, bounds and statistics (with the squares and members of ``_cluster_squares``
+    and ``_cluster_members``) in place. Returns the number of points that changed cluster.
 
     After a relocation, chunks with points in doubt are assigned whole: a relocated
     centroid often lands on duplicate points, where ties within rounding are common,
@@ -275,15 +293,17 @@ def _update(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: Chu
         if moved is None:
             resum = True
         elif not resum:
-            sums, weights, norms = moved
+            sums, weights, norms, count = moved
             stats.sums += sums
             stats.weights += weights
             squares += norms
+            members += count
     if resum:
         fresh = data.cluster_statistics(bounds.labels, len(squares))
         stats.sums[...] = fresh.sums
         stats.weights[...] = fresh.weights
         squares[...] = _cluster_squares(data, bounds.labels, len(squares))
+        members[...] = _cluster_members(data, bounds.labels, len(squares))
     return n_changed
 
 
@@ -573,8 +593,9 @@ def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple
 
 def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, new_labels: np.ndarray,
                       n_clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the change of the per-cluster sums (k, d), weights (k,) and squares (k,)
-    when the chunk's ``rows`` (local indices) move from ``old_labels`` to ``new_labels``.
+    """Return the change of the per-cluster sums (k, d), weights (k,), squares (k,) and
+    members (k,) when the chunk's ``rows`` (local indices) move from ``old_labels`` to
+    ``new_labels``.
     """
     # Each moved row enters its new cluster with its weight and leaves its old one with
     # the opposite weight, so one weighted sum gives the change.
@@ -586,7 +607,9 @@ def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, ne
     norms = np.concatenate([chunk.x_squared_norms[rows], chunk.x_squared_norms[rows]]) * weights
     sums, changes = cluster_sums(X, labels, weights, n_clusters)
     squares = np.bincount(labels, weights=norms, minlength=n_clusters)
-    return sums, changes, squares
+    counted = weights != 0
+    members = np.bincount(labels[counted], weights=np.sign(weights[counted]), minlength=n_clusters)
+    return sums, changes, squares, members.astype(np.int64)
 
 
 def _squared_centroid_distances(centroids: np.ndarray) -> np.ndarray:

@@ -354,10 +354,12 @@ def cluster_sums(
         for feature in range(n_features):
             sums[:, feature] = feature_sums(X, labels, sample_weight, n_clusters, feature)
         return sums, weights
-    order, bounds = label_order(labels, n_clusters)
+    order, bounds = label_order(labels, n_clusters, sample_weight)
     present = np.flatnonzero(bounds[1:] > bounds[:-1])
     sums = np.zeros((n_clusters, n_features))
-    if len(labels) >= _SEGMENT_MIN_ROWS * len(present):
+    if len(present) == 0:
+        return sums, weights
+    if len(order) >= _SEGMENT_MIN_ROWS * len(present):
         sums[present] = segment_sums(X, order, bounds, sample_weight, present)
         return sums, weights
     # A few rows per cluster: one reduction over all sorted rows costs fewer calls.
@@ -383,17 +385,26 @@ def feature_sums(
     return np.bincount(labels, weights=column, minlength=n_clusters)
 
 
-def label_order(labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """Group the rows by label.
+def label_order(
+    labels: np.ndarray, n_clusters: int, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group the rows by label, leaving out the rows whose ``sample_weight`` is 0.
 
-    Returns ``order`` (n_rows,), the row indices sorted by label and, within a label, by
-    row, and ``bounds`` (n_clusters + 1,), so that the rows of cluster j are
+    Returns ``order``, the row indices sorted by label and, within a label, by row, and
+    ``bounds`` (n_clusters + 1,), so that the rows of cluster j are
     ``order[bounds[j]:bounds[j + 1]]``. The stable sort of 16-bit labels is a radix sort.
+    A row of weight 0 adds nothing to a sum, but a matrix-vector product of another
+    length may round differently, so such rows are kept out of the products: a point
+    of weight 0 that changes cluster then leaves every sum bit for bit unchanged.
     """
-    keys = labels.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max + 1 else labels
+    rows = None if sample_weight is None else np.flatnonzero(sample_weight != 0)
+    kept = labels if rows is None else labels[rows]
+    keys = kept.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max + 1 else kept
     order = np.argsort(keys, kind="stable")
+    if rows is not None:
+        order = rows[order]
     bounds = np.zeros(n_clusters + 1, dtype=np.intp)
-    np.cumsum(np.bincount(labels, minlength=n_clusters), out=bounds[1:])
+    np.cumsum(np.bincount(kept, minlength=n_clusters), out=bounds[1:])
     return order, bounds
 
 
