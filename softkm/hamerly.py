@@ -389,9 +389,10 @@ def _reassign(
         if len(measured):
             # The measured distances can only lower the lower bounds, so the points in
             # doubt so far stay in doubt. When they already send the whole chunk to a
-            # full assignment, measuring would be wasted.
-            whole = assign != "doubt" and len(doubt) > 0
-            if not (whole or len(doubt) > _FULL_PASS_FRACTION * len(own)):
+            # full assignment, measuring would be wasted. In "labels" mode a few points
+            # in doubt are settled one by one, so the others need their measured bounds.
+            whole = (assign == "chunks" and len(doubt) > 0) or len(doubt) > _FULL_PASS_FRACTION * len(own)
+            if not whole:
                 nearest_measured = _nearest_other_distance(
                     chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms, np.take(measured_column, own)
                 )

@@ -467,3 +467,22 @@ def test_cluster_emptied_with_fractional_weights_is_relocated_as_in_lloyd():
     # last point, which must still count as empty.
     for max_iter in (2, 5):
         assert_same_run(data, start, max_iter=max_iter)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fit_labels_equal_predict_with_many_clusters_moving_late(seed):
+    # Many clusters for few points, started far from the data: empty clusters are
+    # relocated and a few centroids keep moving late, so the final step measures them.
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(363, 32)) + 1000.0
+    weights = rng.uniform(0.1, 5.0, size=363) * (rng.random(363) > 0.4)
+    start = rng.uniform(998.5, 1001.5, size=(148, 32))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = engine.fit(X, 148, init=start, n_init=1, max_iter=72, tol=0.0, dtype="float64", chunk_size=64,
+                         sample_weight=weights)
+    labels, _ = engine.predict(X, fit.centroids, fit.preprocessing, "float64", 64)
+
+    wrong = np.flatnonzero(fit.labels != labels)
+    assert len(wrong) == 0, f"fit and predict label rows {wrong[:10]} differently"
