@@ -266,9 +266,11 @@ def _settling_threshold(lower: np.ndarray, bound: float) -> np.ndarray:
     ``l^2 >= E``. A lower bound at or below 0 gives -inf: nothing is certain.
     """
     positive = np.maximum(lower, 0.0)
-    correction = np.full_like(positive, np.inf)
-    np.divide(lower.dtype.type(bound), positive, out=correction, where=positive > 0)
-    positive -= correction
+    if bound > 0:
+        with np.errstate(divide="ignore"):
+            positive -= np.divide(lower.dtype.type(bound), positive)  # bound / 0 = inf
+    else:
+        positive[positive <= 0] = -np.inf
     return positive
 
 
