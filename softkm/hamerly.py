@@ -49,6 +49,7 @@ from softkm.kernels import (
     assign_chunk,
     assign_two_nearest,
     block_rows,
+    block_rows_of_chunk,
     features_major,
     chunk_slices,
     cluster_sums,
@@ -379,14 +380,16 @@ def _reassign(
         """Return the chunk's rows (local indices) whose nearest centroid changed, and their new labels."""
         chunk_upper = upper[chunk.rows]
         chunk_lower = lower[chunk.rows]
+        # np.take would convert the int32 labels to intp for each table it reads.
+        own_index = own.astype(np.intp)
         # The triangle inequality moves the bounds by the centroids' movements.
-        chunk_upper += np.take(delta, own)
-        chunk_lower -= np.take(drop, own)
+        chunk_upper += np.take(delta, own_index)
+        chunk_lower -= np.take(drop, own_index)
 
         # A point is settled when its upper bound is below the threshold of its lower
         # bound or of its half gap, which leave room for the rounding.
         threshold = _settling_threshold(chunk_lower, bound)
-        np.maximum(threshold, np.take(half_gap, own), out=threshold)
+        np.maximum(threshold, np.take(half_gap, own_index), out=threshold)
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(measured):
             # The measured distances can only lower the lower bounds, so the points in
@@ -396,11 +399,12 @@ def _reassign(
             whole = (assign == "chunks" and len(doubt) > 0) or len(doubt) > _FULL_PASS_FRACTION * len(own)
             if not whole:
                 nearest_measured = _nearest_other_distance(
-                    chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms, np.take(measured_column, own)
+                    chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms,
+                    np.take(measured_column, own_index),
                 )
                 np.minimum(chunk_lower, nearest_measured, out=chunk_lower)
                 threshold = _settling_threshold(chunk_lower, bound)
-                np.maximum(threshold, np.take(half_gap, own), out=threshold)
+                np.maximum(threshold, np.take(half_gap, own_index), out=threshold)
                 doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, own[doubt]
@@ -408,14 +412,20 @@ def _reassign(
             # Distances in float64 settle every point whose two nearest centroids are
             # farther apart than the rounding of assign_chunk, without the batch product.
             found, certain = _certain_labels(np.take(chunk.X, doubt, axis=0), exact_centroids, bound)
-            if certain:
-                moved = found != own[doubt]
-                return doubt[moved], found[moved]
+            new_labels = own.astype(np.intp)
+            new_labels[doubt] = found
+            # assign_chunk multiplies a chunk one block of rows at a time, and a near
+            # tie's label depends only on the rows of its block: those blocks are
+            # multiplied as predict multiplies them.
+            rows_per_block = block_rows_of_chunk(len(own), len(exact_centroids))
+            for block in np.unique(doubt[~certain] // rows_per_block):
+                rows = slice(block * rows_per_block, min((block + 1) * rows_per_block, len(own)))
+                new_labels[rows], _ = assign_chunk(chunk.X[rows], chunk.x_squared_norms[rows], working, c_squared_norms)
+            changed = np.flatnonzero(new_labels != own)
+            return changed, new_labels[changed]
         if assign == "labels":
-            # Many points in doubt, or a near tie: assign_chunk's label of a near tie
-            # depends on the rows multiplied with it, so the whole chunk is multiplied
-            # as predict multiplies it. The bounds are not used again, so the runner-up
-            # is not needed.
+            # Many points in doubt: the whole chunk is multiplied as predict multiplies
+            # it. The bounds are not used again, so the runner-up is not needed.
             found, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
             changed = np.flatnonzero(found != own)
             return changed, found[changed]
@@ -562,9 +572,9 @@ def _nearest_other_distance(
     return out
 
 
-def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple[np.ndarray, bool]:
+def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
     """Return the nearest of ``centroids`` (k, d), float64, for each row of X (n_rows, d),
-    and whether every one of them is certain.
+    and whether each label is certain (n_rows,) bool.
 
     The squared distances are computed in float64. A label is certain when the second
     nearest centroid is more than ``bound`` (see ``_rounding_bound``) farther in squared
@@ -573,9 +583,10 @@ def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple
     """
     n_clusters = centroids.shape[0]
     found = np.empty(X.shape[0], dtype=np.intp)
+    certain = np.ones(X.shape[0], dtype=bool)
     if n_clusters == 1:
         found[:] = 0
-        return found, True
+        return found, certain
     c_squared_norms = np.einsum("ij,ij->i", centroids, centroids)
     for block in chunk_slices(X.shape[0], block_rows(n_clusters)):
         rows = X[block].astype(np.float64)
@@ -589,9 +600,8 @@ def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple
         squared.reshape(-1)[flat_index] = np.inf
         flat_index -= found[block]
         flat_index += np.argmin(squared, axis=1)
-        if not np.all(squared.reshape(-1)[flat_index] - nearest > bound):
-            return found, False
-    return found, True
+        certain[block] = squared.reshape(-1)[flat_index] - nearest > bound
+    return found, certain
 
 
 def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, new_labels: np.ndarray,

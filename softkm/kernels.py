@@ -43,6 +43,15 @@ def block_rows(n_clusters: int) -> int:
     return max(1, rows)
 
 
+def block_rows_of_chunk(n_rows: int, n_clusters: int) -> int:
+    """Return the rows per distance block of ``assign_chunk`` on a chunk of n_rows rows.
+
+    The product of a block's rows rounds each row's scores the same way whatever else
+    the chunk holds, so a block can be assigned again on its own with the same labels.
+    """
+    return min(block_rows(n_clusters), max(n_rows, 1))
+
+
 def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None, n_features: int = 1) -> int:
     """Return the number of rows per chunk.
 
@@ -255,7 +264,7 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     runner_up = np.full(n_rows, -np.inf, dtype=X.dtype) if second else None
     transposed = n_clusters <= _TRANSPOSED_MAX_CLUSTERS
     # One score buffer serves every block (see _BlockWorkspace for why).
-    rows_per_block = min(block_rows(n_clusters), max(n_rows, 1))
+    rows_per_block = block_rows_of_chunk(n_rows, n_clusters)
     buffer = np.empty(rows_per_block * n_clusters, dtype=X.dtype)
 
     for rows in chunk_slices(n_rows, rows_per_block):
