@@ -571,7 +571,7 @@ def _check_data(X: np.ndarray, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(X)
 
 
-# Rows per block of the finiteness check: its boolean temporary stays this small.
+# Entries per block of the finiteness check, which bounds its boolean temporary.
 _FINITE_CHECK_ENTRIES = 1 << 18
 
 

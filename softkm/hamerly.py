@@ -30,8 +30,9 @@ NOTE: the matrix product rounds a row's scores differently depending on the othe
 rows in the same product. A point whose two nearest centroids tie to within that
 rounding (duplicate centroids, for example) may therefore get either label, and the
 in-loop reassignment of the points in doubt, which multiplies only those rows, can
-label it differently from Lloyd's whole chunks. The final step recomputes whole
-chunks, so the fit's labels are always those of ``predict``.
+label it differently from Lloyd's whole chunks. The final step multiplies such a
+point's whole distance block again, so the fit's labels are those of ``predict`` over
+the same chunks (a ``predict`` with another ``chunk_size`` may break such ties otherwise).
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ from softkm.parallel import parallel_map
 _MARGIN_FACTOR = 16.0
 # Above this fraction of points in doubt, a chunk is assigned whole.
 _FULL_PASS_FRACTION = 0.5
-# Above this fraction of a chunk's points changing cluster, the statistics are summed
-# afresh instead of updated: the changes cost two rows each, a fresh sum one per point.
+# When more than this fraction of a chunk's points change cluster, the statistics are
+# summed afresh instead of updated, because each change costs two gathered rows and a
+# fresh sum one row per point.
 _MOVED_STATISTICS_FRACTION = 0.1
 
 
@@ -116,7 +118,7 @@ def hamerly(
     max_squared_norm = float(data.x_squared_norms.max(initial=0.0))
     for iteration in range(1, max_iter + 1):
         # Updated weights of a cluster that lost its last point can keep a rounding
-        # residue; Lloyd's fresh sums give exactly 0 there.
+        # residue. Lloyd's fresh sums give exactly 0 there.
         deserted = members == 0
         stats.weights[deserted] = 0.0
         stats.sums[deserted] = 0.0
@@ -158,12 +160,14 @@ def hamerly(
 def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, last: bool = False) -> np.ndarray:
     """Return the nearest of ``centroids`` (n_clusters, n_features) for every row.
 
-    The labels are those of ``softkm.kernels.assign_chunk``, found by one bounded step
-    from the centroids that ``bounds`` refers to. A chunk without points in doubt is
-    skipped, and a chunk with any is assigned whole, so that every row is multiplied
-    in the same product as in ``assign_chunk`` over the same chunks. ``bounds`` is updated in place to refer to ``centroids``, and the
-    result is its own int32 label array. With ``last`` the bounds themselves are
-    released (set to None), which keeps them out of the memory peak of what follows.
+    The labels are those of ``softkm.kernels.assign_chunk`` over the same chunks, found
+    by one bounded step from the centroids that ``bounds`` refers to. A chunk without
+    points in doubt is skipped. Without ``last``, a chunk with any is assigned whole.
+    With ``last``, its points in doubt get float64 distances, and only the distance
+    blocks holding a near tie are multiplied again as ``assign_chunk`` multiplies them.
+    ``bounds`` is updated in place to refer to ``centroids``, and the result is its own
+    int32 label array. With ``last`` the bounds themselves are released (set to None),
+    which keeps them out of the memory peak of what follows.
     """
     labels = bounds.labels
     # With ``last`` the bounds are released, so the step need not update them.
@@ -368,7 +372,7 @@ def _reassign(
     measured = np.union1d(relocated, far).astype(np.intp)
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
-    # The centroids that assign_chunk sees, in float64.
+    # The centroids that assign_chunk multiplies by, in float64.
     exact_centroids = working.astype(np.float64)
     measured_centroids = working[measured]
     measured_norms = c_squared_norms[measured]
@@ -415,8 +419,8 @@ def _reassign(
             new_labels = own.astype(np.intp)
             new_labels[doubt] = found
             # assign_chunk multiplies a chunk one block of rows at a time, and a near
-            # tie's label depends only on the rows of its block: those blocks are
-            # multiplied as predict multiplies them.
+            # tie's label depends only on the rows of its block. So only the blocks with
+            # a near tie are multiplied again, as predict multiplies them.
             rows_per_block = block_rows_of_chunk(len(own), len(exact_centroids))
             for block in np.unique(doubt[~certain] // rows_per_block):
                 rows = slice(block * rows_per_block, min((block + 1) * rows_per_block, len(own)))

@@ -296,8 +296,8 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
             best[rows] = scores.reshape(-1)[flat_index]
             if second:
                 scores.reshape(-1)[flat_index] = -np.inf
-                # NumPy's argmax along short rows is vectorised and its max is not:
-                # the entry at the argmax is the maximum, several times faster.
+                # NumPy vectorises argmax along short rows but not max, so reading
+                # the entry at the argmax gives the maximum several times faster.
                 flat_index -= block_labels
                 flat_index += np.argmax(scores, axis=1)
                 runner_up[rows] = scores.reshape(-1)[flat_index]
@@ -339,7 +339,7 @@ BINCOUNT_MAX_FEATURES = 8
 # column by column, several times slower than BLAS, and the buffer stays in cache.
 _SUM_BLOCK_ROWS = 512
 # Below this many rows per cluster on average, ``cluster_sums`` reduces all sorted rows
-# at once: each cluster's own product would cost more in calls than in arithmetic.
+# at once, because each cluster's own product would cost more in calls than in arithmetic.
 _SEGMENT_MIN_ROWS = 64
 
 
@@ -403,17 +403,17 @@ def label_order(
     ``bounds`` (n_clusters + 1,), so that the rows of cluster j are
     ``order[bounds[j]:bounds[j + 1]]``. The stable sort of 16-bit labels is a radix sort.
     A row of weight 0 adds nothing to a sum, but a matrix-vector product of another
-    length may round differently, so such rows are kept out of the products: a point
-    of weight 0 that changes cluster then leaves every sum bit for bit unchanged.
+    length may round differently. Such rows are therefore kept out of the products, and
+    a point of weight 0 that changes cluster leaves every sum bit for bit unchanged.
     """
     rows = None if sample_weight is None else np.flatnonzero(sample_weight != 0)
-    kept = labels if rows is None else labels[rows]
-    keys = kept.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max + 1 else kept
+    kept_labels = labels if rows is None else labels[rows]
+    keys = kept_labels.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max + 1 else kept_labels
     order = np.argsort(keys, kind="stable")
     if rows is not None:
         order = rows[order]
     bounds = np.zeros(n_clusters + 1, dtype=np.intp)
-    np.cumsum(np.bincount(kept, minlength=n_clusters), out=bounds[1:])
+    np.cumsum(np.bincount(kept_labels, minlength=n_clusters), out=bounds[1:])
     return order, bounds
 
 
