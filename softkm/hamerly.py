@@ -398,10 +398,9 @@ def _reassign(
         if len(measured):
             # The measured distances can only lower the lower bounds, so the points in
             # doubt so far stay in doubt. When they already send the whole chunk to a
-            # full assignment, measuring would be wasted. In "labels" mode a few points
-            # in doubt are settled one by one, so the others need their measured bounds.
-            whole = (assign == "chunks" and len(doubt) > 0) or len(doubt) > _FULL_PASS_FRACTION * len(own)
-            if not whole:
+            # full assignment, measuring would be wasted. Otherwise the points outside
+            # the doubt set keep their bounds, which must account for these centroids.
+            if len(doubt) <= _FULL_PASS_FRACTION * len(own):
                 nearest_measured = _nearest_other_distance(
                     chunk.X, chunk.x_squared_norms, measured_centroids, measured_norms,
                     np.take(measured_column, own_index),
@@ -412,19 +411,31 @@ def _reassign(
                 doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, own[doubt]
-        if assign == "labels" and len(doubt) <= _FULL_PASS_FRACTION * len(own):
+        if assign != "doubt" and len(doubt) <= _FULL_PASS_FRACTION * len(own):
             # Distances in float64 settle every point whose two nearest centroids are
             # farther apart than the rounding of assign_chunk, without the batch product.
-            found, certain = _certain_labels(np.take(chunk.X, doubt, axis=0), exact_centroids, bound)
+            found, certain, nearest, second = _certain_labels(np.take(chunk.X, doubt, axis=0), exact_centroids, bound)
             new_labels = own.astype(np.intp)
             new_labels[doubt] = found
+            if assign == "chunks":
+                chunk_upper[doubt] = np.sqrt(nearest)
+                chunk_lower[doubt] = np.sqrt(second)
             # assign_chunk multiplies a chunk one block of rows at a time, and a near
             # tie's label depends only on the rows of its block. So only the blocks with
-            # a near tie are multiplied again, as predict multiplies them.
+            # a near tie are multiplied again, as predict and Lloyd's pass multiply them.
             rows_per_block = block_rows_of_chunk(len(own), len(exact_centroids))
             for block in np.unique(doubt[~certain] // rows_per_block):
                 rows = slice(block * rows_per_block, min((block + 1) * rows_per_block, len(own)))
-                new_labels[rows], _ = assign_chunk(chunk.X[rows], chunk.x_squared_norms[rows], working, c_squared_norms)
+                if assign == "labels":
+                    new_labels[rows], _ = assign_chunk(
+                        chunk.X[rows], chunk.x_squared_norms[rows], working, c_squared_norms
+                    )
+                    continue
+                new_labels[rows], block_nearest, block_second = assign_two_nearest(
+                    chunk.X[rows], chunk.x_squared_norms[rows], working, c_squared_norms
+                )
+                chunk_upper[rows] = np.sqrt(block_nearest)
+                chunk_lower[rows] = np.sqrt(block_second)
             changed = np.flatnonzero(new_labels != own)
             return changed, new_labels[changed]
         if assign == "labels":
@@ -576,21 +587,23 @@ def _nearest_other_distance(
     return out
 
 
-def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return the nearest of ``centroids`` (k, d), float64, for each row of X (n_rows, d),
-    and whether each label is certain (n_rows,) bool.
+def _certain_labels(
+    X: np.ndarray, centroids: np.ndarray, bound: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Find the nearest of ``centroids`` (k, d), float64, for each row of X (n_rows, d).
 
+    Returns the labels, whether each is certain (bool), and the squared distances to
+    the nearest and the second nearest centroid (inf with one centroid), all (n_rows,).
     The squared distances are computed in float64. A label is certain when the second
     nearest centroid is more than ``bound`` (see ``_rounding_bound``) farther in squared
-    distance: then the scores of ``softkm.kernels.assign_chunk``, in the data's dtype,
+    distance. Then the scores of ``softkm.kernels.assign_chunk``, in the data's dtype,
     cannot rank another centroid first, whatever rows share its matrix product.
     """
     n_clusters = centroids.shape[0]
-    found = np.empty(X.shape[0], dtype=np.intp)
+    found = np.zeros(X.shape[0], dtype=np.intp)
     certain = np.ones(X.shape[0], dtype=bool)
-    if n_clusters == 1:
-        found[:] = 0
-        return found, certain
+    nearest = np.empty(X.shape[0])
+    second = np.full(X.shape[0], np.inf)
     c_squared_norms = np.einsum("ij,ij->i", centroids, centroids)
     for block in chunk_slices(X.shape[0], block_rows(n_clusters)):
         rows = X[block].astype(np.float64)
@@ -598,14 +611,18 @@ def _certain_labels(X: np.ndarray, centroids: np.ndarray, bound: float) -> tuple
         squared *= -2.0
         squared += c_squared_norms
         squared += np.einsum("ij,ij->i", rows, rows)[:, None]
+        np.maximum(squared, 0.0, out=squared)
         found[block] = np.argmin(squared, axis=1)
         flat_index = np.arange(0, squared.size, n_clusters) + found[block]
-        nearest = squared.reshape(-1)[flat_index]
+        nearest[block] = squared.reshape(-1)[flat_index]
+        if n_clusters == 1:
+            continue
         squared.reshape(-1)[flat_index] = np.inf
         flat_index -= found[block]
         flat_index += np.argmin(squared, axis=1)
-        certain[block] = squared.reshape(-1)[flat_index] - nearest > bound
-    return found, certain
+        second[block] = squared.reshape(-1)[flat_index]
+        certain[block] = second[block] - nearest[block] > bound
+    return found, certain, nearest, second
 
 
 def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, new_labels: np.ndarray,

@@ -413,7 +413,7 @@ def test_certain_labels_agree_with_assign_chunk(dtype):
     centroids = (rng.normal(size=(6, 8)) * 3).astype(dtype)
     bound = _rounding_bound(np.dtype(dtype), float(row_norms_squared(X).max()), centroids.astype(np.float64))
 
-    found, certain = _certain_labels(X, centroids.astype(np.float64), bound)
+    found, certain, _, _ = _certain_labels(X, centroids.astype(np.float64), bound)
     expected, _ = assign_chunk(X, row_norms_squared(X), centroids, row_norms_squared(centroids))
 
     assert certain.all(), f"rows {np.flatnonzero(~certain)[:5]} of well separated data were found near a tie"
@@ -426,7 +426,7 @@ def test_certain_labels_refuse_a_near_tie():
     centroids = np.array([[1.0, 1.0], [-1.0, 1.0], [5.0, 5.0]])
     bound = _rounding_bound(np.dtype(np.float32), 50.0, centroids)
 
-    _, certain = _certain_labels(X, centroids, bound)
+    _, certain, _, _ = _certain_labels(X, centroids, bound)
 
     np.testing.assert_array_equal(certain, [False, True], err_msg="only the equidistant row is in doubt")
 
