@@ -334,10 +334,11 @@ def _hit_labels(hits: np.ndarray) -> np.ndarray:
 # Up to this many features, per-feature weighted bincounts are the fastest way to sum
 # the rows of each cluster. With more features, the rows are grouped by label first.
 BINCOUNT_MAX_FEATURES = 8
-# Each cluster's rows are gathered into a float64 buffer of at most this many rows and
-# summed by one matrix-vector product. NumPy reduces the rows of a block along axis 0
-# column by column, several times slower than BLAS, and the buffer stays in cache.
-_SUM_BLOCK_ROWS = 512
+# Each cluster's rows are gathered into a float64 buffer of at most this many entries
+# (1 MiB) and summed by one matrix-vector product. NumPy reduces the rows of a block
+# along axis 0 column by column, several times slower than BLAS. The buffer stays in
+# cache, and is large enough that the calls per block cost little.
+_SUM_BLOCK_ENTRIES = 1 << 17
 # Below this many rows per cluster on average, ``cluster_sums`` reduces all sorted rows
 # at once, because each cluster's own product would cost more in calls than in arithmetic.
 _SEGMENT_MIN_ROWS = 64
@@ -427,14 +428,14 @@ def segment_sums(
     """Return the weighted sum of each of ``clusters``' rows of X, (len(clusters), n_features) float64.
 
     ``order`` and ``bounds`` come from ``label_order``. The rows are gathered in blocks
-    of at most ``_SUM_BLOCK_ROWS`` into a float64 buffer, so every sum is accumulated in
+    of at most ``_SUM_BLOCK_ENTRIES`` into a float64 buffer, so every sum is accumulated in
     float64, and each block is summed by a matrix-vector product. A cluster's sum
     depends only on its own rows, not on which clusters are summed together.
     """
     n_features = X.shape[1]
     sums = np.zeros((len(clusters), n_features))
     largest = int(np.diff(bounds).max(initial=0))
-    rows_per_block = min(_SUM_BLOCK_ROWS, max(largest, 1))
+    rows_per_block = min(max(_SUM_BLOCK_ENTRIES // max(n_features, 1), 1), max(largest, 1))
     buffer = np.empty((rows_per_block, n_features))
     ones = np.ones(rows_per_block)
     for position, cluster in enumerate(clusters):
