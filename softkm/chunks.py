@@ -33,8 +33,11 @@ from softkm.parallel import parallel_map
 
 Result = TypeVar("Result")
 
-# ``cluster_statistics`` splits the clusters into about this many groups for the threads.
+# ``range_statistics`` splits the clusters into about this many groups for the threads.
 _SUM_GROUPS = 16
+# ``cluster_statistics`` sums ranges of chunks with about this many entries of X, so its
+# sort order and keys (10 bytes per row) stay a fraction of the range's data.
+_SUM_RANGE_ENTRIES = 1 << 22
 
 
 @dataclass
@@ -127,9 +130,11 @@ class ChunkedData:
         positive = self.sample_weight[self.sample_weight > 0]
         return float(positive.min()) if positive.size else 1.0
 
-    def chunks(self) -> Iterator[Chunk]:
-        """Yield the chunks in row order."""
+    def chunks(self, within: slice | None = None) -> Iterator[Chunk]:
+        """Yield the chunks in row order, or those of ``within``, a range of whole chunks."""
         for index, rows in enumerate(chunk_slices(self.n_samples, self.rows_per_chunk)):
+            if within is not None and not within.start <= rows.start < within.stop:
+                continue
             weights = None if self.sample_weight is None else self.sample_weight[rows]
             yield Chunk(index, rows, self.X[rows], self.x_squared_norms[rows], weights)
 
@@ -146,33 +151,63 @@ class ChunkedData:
             total.add(stats)
         return total
 
-    def map(self, function: Callable[[Chunk], Result]) -> Iterator[Result]:
-        """Yield ``function(chunk)`` for every chunk, in row order, run on the thread pool."""
-        yield from parallel_map(function, self.chunks())
+    def map(self, function: Callable[[Chunk], Result], within: slice | None = None) -> Iterator[Result]:
+        """Yield ``function(chunk)`` for every chunk (of ``within``), in row order, run on the thread pool."""
+        yield from parallel_map(function, self.chunks(within))
+
+    def label_ranges(self) -> list[slice]:
+        """Return consecutive ranges of whole chunks, each with at most about
+        ``_SUM_RANGE_ENTRIES`` entries of X (one chunk at least), covering every row.
+
+        ``cluster_statistics`` sums range by range, so its temporaries stay range-sized.
+        """
+        chunks_per_range = max(1, _SUM_RANGE_ENTRIES // max(self.rows_per_chunk * self.n_features, 1))
+        return chunk_slices(self.n_samples, chunks_per_range * self.rows_per_chunk)
 
     def cluster_statistics(self, labels: np.ndarray, n_clusters: int) -> ChunkStats:
         """Return the per-cluster weighted sums (n_clusters, n_features) and weights of ``labels`` (n_samples,).
 
-        With few features the chunks are summed by ``softkm.kernels.cluster_sums`` and
-        added in row order. Otherwise all rows are grouped by label once, and each
-        cluster's rows are summed on their own by ``softkm.kernels.segment_sums``,
-        clusters in parallel: per chunk, k clusters of a few rows each would cost k
-        small products. Either way the result does not depend on the number of threads.
+        The sums of the ``label_ranges`` are added in row order, so this equals adding
+        ``range_statistics`` over those ranges, as Lloyd's pass does.
         """
+        total = ChunkStats.zeros(n_clusters, self.n_features)
+        for rows in self.label_ranges():
+            total.add(self.range_statistics(rows, labels[rows], n_clusters))
+        return total
+
+    def range_statistics(self, rows: slice, labels: np.ndarray, n_clusters: int) -> ChunkStats:
+        """Return the per-cluster weighted sums and weights of the rows ``rows`` (a range
+        of whole chunks, see ``label_ranges``), whose labels are ``labels``.
+
+        With few features each chunk is summed by ``softkm.kernels.cluster_sums`` and the
+        chunks are added in row order. Otherwise the range's rows are grouped by label
+        once, and each cluster's rows are summed on their own by
+        ``softkm.kernels.segment_sums``, clusters in parallel: per chunk, k clusters of a
+        few rows each would cost k small products. Either way the result does not depend
+        on the number of threads.
+        """
+        X = self.X[rows]
+        weights = None if self.sample_weight is None else self.sample_weight[rows]
         if self.n_features <= BINCOUNT_MAX_FEATURES:
-            return self.reduce(
-                lambda chunk: ChunkStats(*cluster_sums(chunk.X, labels[chunk.rows], chunk.sample_weight, n_clusters)),
-                n_clusters,
-            )
-        order, bounds = label_order(labels, n_clusters, self.sample_weight)
+            total = ChunkStats.zeros(n_clusters, self.n_features)
+            blocks = chunk_slices(X.shape[0], self.rows_per_chunk)
+            for stats in parallel_map(
+                lambda block: ChunkStats(*cluster_sums(
+                    X[block], labels[block], None if weights is None else weights[block], n_clusters
+                )),
+                blocks,
+            ):
+                total.add(stats)
+            return total
+        order, offsets = label_order(labels, n_clusters, weights)
         # Contiguous groups of clusters with about equal numbers of rows.
-        targets = np.linspace(0, bounds[-1], _SUM_GROUPS + 1)[1:-1]
-        cuts = np.unique(np.clip(np.concatenate([[0], np.searchsorted(bounds, targets), [n_clusters]]), 0, n_clusters))
+        targets = np.linspace(0, offsets[-1], _SUM_GROUPS + 1)[1:-1]
+        cuts = np.unique(np.clip(np.concatenate([[0], np.searchsorted(offsets, targets), [n_clusters]]), 0, n_clusters))
         groups = [range(low, high) for low, high in zip(cuts[:-1], cuts[1:])]
         sums = np.concatenate(list(parallel_map(
-            lambda group: segment_sums(self.X, order, bounds, self.sample_weight, group), groups
+            lambda group: segment_sums(X, order, offsets, weights, group), groups
         )))
-        return ChunkStats(sums, cluster_weights(labels, self.sample_weight, n_clusters))
+        return ChunkStats(sums, cluster_weights(labels, weights, n_clusters))
 
     def subset(self, indices: np.ndarray) -> "ChunkedData":
         """Return the rows at ``indices`` (a mini-batch) as a new ``ChunkedData``."""

@@ -169,7 +169,8 @@ def fit(
     ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X
     already has ``dtype``. That saves a copy of the data, but X no longer holds the
     caller's values afterwards. ``on_iteration(restart, record)`` is called after every
-    iteration.
+    iteration. While the fit runs, BLAS is held to one thread in the whole process (the
+    thread pool supplies the parallelism), in ``on_iteration`` too.
 
     Raises ``OptionError`` for invalid options and shapes.
     """
@@ -460,8 +461,8 @@ def _final_assignment(
 
     The inertia is summed as ``|x - c|^2`` in float64 rather than taken from the
     distance expansion, so it carries no cancellation error in float32. ``bounds`` from
-    Hamerly's loop give the same labels while assigning only the chunks with points in
-    doubt.
+    Hamerly's loop give the same labels while assigning again only the distance blocks
+    with near ties (see ``softkm.hamerly.final_labels``).
     """
     working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)

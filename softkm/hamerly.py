@@ -61,9 +61,10 @@ from softkm.lloyd import IterationRecord, RunResult, move_centroids, report_iter
 from softkm.parallel import parallel_map
 
 # A computed squared distance, from the expansion or from a dot product of
-# n_features terms, is within (n_features + 2) * eps * (|x|^2 + |c|^2) of the exact
-# one (see ``_rounding_bound``). A point is only skipped when its bounds clear this
-# many times that error.
+# n_features terms, is within a few times (n_features + 2) * eps * (|x|^2 + |c|^2) of
+# the exact one, by the standard worst-case bound on a dot product's rounding (see
+# ``_rounding_bound``). A point is only skipped when its bounds clear this many times
+# that estimate.
 _MARGIN_FACTOR = 16.0
 # Above this fraction of points in doubt, a chunk is assigned whole.
 _FULL_PASS_FRACTION = 0.5
@@ -122,6 +123,11 @@ def hamerly(
         deserted = members == 0
         stats.weights[deserted] = 0.0
         stats.sums[deserted] = 0.0
+        if np.any((members > 0) & (stats.weights <= 0)):
+            # A cluster left with points of tiny weight can see its updated weight
+            # round to 0: only fresh sums tell it from an empty one, as in Lloyd.
+            stats = data.cluster_statistics(labels, n_clusters)
+            squares = _cluster_squares(data, labels, n_clusters)
         empty = np.flatnonzero(stats.weights <= 0)
         assigned_stats = (stats.sums.copy(), stats.weights.copy()) if len(empty) else None
         new_centroids, relocated = move_centroids(data, stats, centroids, labels)
@@ -142,7 +148,8 @@ def hamerly(
             break
 
         bounds = Bounds(labels, upper, lower, centroids, jumped, max_squared_norm)
-        _update(data, bounds, new_centroids, stats, squares, members)
+        # After a relocation the statistics are summed afresh below.
+        _update(data, bounds, new_centroids, stats, squares, members, statistics=not relocated)
         if relocated:
             # Lloyd sums the new assignment afresh, which rounds differently from
             # relocate_empty's own update of the sums. Doing the same here keeps the
@@ -162,9 +169,9 @@ def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, last:
 
     The labels are those of ``softkm.kernels.assign_chunk`` over the same chunks, found
     by one bounded step from the centroids that ``bounds`` refers to. A chunk without
-    points in doubt is skipped. Without ``last``, a chunk with any is assigned whole.
-    With ``last``, its points in doubt get float64 distances, and only the distance
-    blocks holding a near tie are multiplied again as ``assign_chunk`` multiplies them.
+    points in doubt is skipped. In a chunk with a few, those points get float64
+    distances, and only the distance blocks holding a near tie are multiplied again
+    as ``assign_chunk`` multiplies them. A chunk mostly in doubt is assigned whole.
     ``bounds`` is updated in place to refer to ``centroids``, and the result is its own
     int32 label array. With ``last`` the bounds themselves are released (set to None),
     which keeps them out of the memory peak of what follows.
@@ -262,41 +269,48 @@ def _largest_squared_norms(max_squared_norm: float, centroids: np.ndarray) -> fl
     return max_squared_norm + float((centroids**2).sum(axis=1).max(initial=0.0))
 
 
-def _settling_threshold(lower: np.ndarray, bound: float) -> np.ndarray:
+def _settling_threshold(lower: np.ndarray, rounding_bound: float) -> np.ndarray:
     """Return, for lower bounds (n,) on the distance to every other centroid, the upper
     bound below which a point certainly keeps its label.
 
-    The label is certain when ``lower^2 - upper^2 > E`` (``bound``), which holds when
+    The label is certain when ``lower^2 - upper^2 > E`` (``rounding_bound``), which holds when
     ``upper < lower - E / lower``, since ``sqrt(l^2 - E) >= l - E / l`` for
     ``l^2 >= E``. A lower bound at or below 0 gives -inf: nothing is certain.
     """
-    positive = np.maximum(lower, 0.0)
-    if bound > 0:
+    threshold = np.maximum(lower, 0.0)
+    if rounding_bound > 0:
+        # A positive bound that underflows in float32 would make 0 / 0 = NaN, which no
+        # upper bound exceeds, so it is kept at least the smallest normal number.
+        dtype_info = np.finfo(lower.dtype)
+        rounding_bound_in_dtype = max(lower.dtype.type(rounding_bound), dtype_info.tiny)
         with np.errstate(divide="ignore"):
-            positive -= np.divide(lower.dtype.type(bound), positive)  # bound / 0 = inf
+            threshold -= np.divide(rounding_bound_in_dtype, threshold)  # E / 0 = inf
     else:
-        positive[positive <= 0] = -np.inf
-    return positive
+        threshold[threshold <= 0] = -np.inf
+    return threshold
 
 
 def _update(
     data: ChunkedData, bounds: Bounds, centroids: np.ndarray, stats: ChunkStats, squares: np.ndarray,
-    members: np.ndarray,
+    members: np.ndarray, statistics: bool = True,
 ) -> int:
     """Move ``bounds`` to ``centroids``, reassign the points left in doubt, and update the
     labels, bounds and statistics (with the squares and members of ``_cluster_squares``
     and ``_cluster_members``) in place. Returns the number of points that changed cluster.
 
-    After a relocation, chunks with points in doubt are assigned whole: a relocated
-    centroid often lands on duplicate points, where ties within rounding are common,
-    and whole chunks resolve them as Lloyd's pass does.
+    After a relocation, a chunk's near ties are resolved as Lloyd's pass resolves them
+    (see ``final_labels``): a relocated centroid often lands on duplicate points, where
+    ties within rounding are common. With ``statistics`` False the statistics are left
+    alone, for a caller that sums afresh anyway.
     """
     n_changed = 0
     resum = False
     assign = "chunks" if len(bounds.relocated) else "doubt"
-    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, True, assign):
+    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, statistics, assign):
         bounds.labels[moved_rows] = new_labels
         n_changed += len(moved_rows)
+        if not statistics:
+            continue
         if moved is None:
             resum = True
         elif not resum:
@@ -323,16 +337,18 @@ def _reassign(
     ``bounds.lower`` are updated in place. The bounds follow most centroids by their
     movement. The clusters in ``bounds.relocated``, whose move the bounds cannot
     follow, and the few that moved much farther than the rest (``_far_movers``) are
-    measured instead: every point's exact distance to them enters its lower bound.
+    measured instead: every point's computed distance to them enters its lower bound.
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes, or None when more than
     ``_MOVED_STATISTICS_FRACTION`` of the chunk moved and the caller must sum afresh.
     The labels are left to the caller.
-    ``assign`` sets how a chunk with points in doubt is assigned. With "doubt" only those
-    points are assigned, or the whole chunk when most of it is in doubt. With "chunks"
-    the whole chunk is assigned. With "labels" the whole chunk is assigned without
-    updating its bounds, which are then no longer valid.
+    ``assign`` sets how a chunk with points in doubt is assigned, and a chunk mostly in
+    doubt is assigned whole in every mode. With "doubt" the points in doubt are
+    assigned by one product of their rows. With "chunks" they get float64 distances
+    and exact bounds, and the distance blocks with a near tie are assigned again as
+    ``assign_chunk`` assigns them. "labels" does the same without updating the bounds,
+    which are then no longer valid.
     """
     labels, upper, lower, relocated = bounds.labels, bounds.upper, bounds.lower, bounds.relocated
     old_centroids = bounds.centroids
@@ -341,7 +357,7 @@ def _reassign(
     delta = np.sqrt(((centroids - old_centroids) ** 2).sum(axis=1))  # (k,)
     followed = delta.copy()
     followed[relocated] = 0.0
-    bound = _rounding_bound(data.X.dtype, bounds.max_squared_norm, centroids)
+    rounding_bound = _rounding_bound(data.X.dtype, bounds.max_squared_norm, centroids)
     if n_clusters > 1:
         between = np.sqrt(np.maximum(_squared_centroid_distances(centroids), 0.0))
         np.fill_diagonal(between, np.inf)
@@ -350,7 +366,7 @@ def _reassign(
         # centroid is at least 2s - u away, and (2s - u)^2 - u^2 = 4 s (s - u) > E
         # when u < s - E / (4 s).
         with np.errstate(divide="ignore", invalid="ignore"):
-            half_gap = np.where(half_gap > 0, half_gap - bound / (4.0 * half_gap), -np.inf).astype(dtype)
+            half_gap = np.where(half_gap > 0, half_gap - rounding_bound / (4.0 * half_gap), -np.inf).astype(dtype)
     else:
         half_gap = np.full(1, np.inf, dtype=dtype)
     # Every distance is at most sqrt(2 S), with S the largest |x|^2 + |c|^2, so adding
@@ -365,7 +381,7 @@ def _reassign(
         rest = followed.copy()
         rest[far] = 0.0
         drop_without_far = _lower_bound_drop(rest + slack, dtype)
-        if _measuring_pays(data, bounds, centroids, far, delta, half_gap, bound, drop, drop_without_far):
+        if _measuring_pays(data, bounds, centroids, far, delta, half_gap, rounding_bound, drop, drop_without_far):
             followed, drop = rest, drop_without_far
         else:
             far = far[:0]
@@ -392,7 +408,7 @@ def _reassign(
 
         # A point is settled when its upper bound is below the threshold of its lower
         # bound or of its half gap, which leave room for the rounding.
-        threshold = _settling_threshold(chunk_lower, bound)
+        threshold = _settling_threshold(chunk_lower, rounding_bound)
         np.maximum(threshold, np.take(half_gap, own_index), out=threshold)
         doubt = np.flatnonzero(chunk_upper > threshold)
         if len(measured):
@@ -406,7 +422,7 @@ def _reassign(
                     np.take(measured_column, own_index),
                 )
                 np.minimum(chunk_lower, nearest_measured, out=chunk_lower)
-                threshold = _settling_threshold(chunk_lower, bound)
+                threshold = _settling_threshold(chunk_lower, rounding_bound)
                 np.maximum(threshold, np.take(half_gap, own_index), out=threshold)
                 doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
@@ -414,7 +430,7 @@ def _reassign(
         if assign != "doubt" and len(doubt) <= _FULL_PASS_FRACTION * len(own):
             # Distances in float64 settle every point whose two nearest centroids are
             # farther apart than the rounding of assign_chunk, without the batch product.
-            found, certain, nearest, second = _certain_labels(np.take(chunk.X, doubt, axis=0), exact_centroids, bound)
+            found, certain, nearest, second = _certain_labels(np.take(chunk.X, doubt, axis=0), exact_centroids, rounding_bound)
             new_labels = own.astype(np.intp)
             new_labels[doubt] = found
             if assign == "chunks":
@@ -531,7 +547,7 @@ def _far_movers(movement: np.ndarray) -> np.ndarray:
 _SAMPLE_ROWS = 1024
 
 
-def _measuring_pays(data, bounds, centroids, far, delta, half_gap, bound, drop, drop_without_far) -> bool:
+def _measuring_pays(data, bounds, centroids, far, delta, half_gap, rounding_bound, drop, drop_without_far) -> bool:
     """Return whether measuring the clusters ``far`` is expected to cost less than it saves.
 
     Measuring them costs about len(far) / k of a full distance pass, and each point it
@@ -544,7 +560,7 @@ def _measuring_pays(data, bounds, centroids, far, delta, half_gap, bound, drop, 
     upper = bounds.upper[rows] + np.take(delta, own)
     gap = np.take(half_gap, own)
     lower = bounds.lower[rows]
-    doubt_following = upper > np.maximum(gap, _settling_threshold(lower - np.take(drop, own), bound))
+    doubt_following = upper > np.maximum(gap, _settling_threshold(lower - np.take(drop, own), rounding_bound))
 
     working = centroids[far].astype(data.X.dtype)
     column = np.full(len(centroids), -1, dtype=np.intp)
@@ -553,7 +569,7 @@ def _measuring_pays(data, bounds, centroids, far, delta, half_gap, bound, drop, 
         np.take(data.X, rows, axis=0), data.x_squared_norms[rows], working, row_norms_squared(working), column[own]
     )
     lower_measuring = np.minimum(lower - np.take(drop_without_far, own), to_far)
-    doubt_measuring = upper > np.maximum(gap, _settling_threshold(lower_measuring, bound))
+    doubt_measuring = upper > np.maximum(gap, _settling_threshold(lower_measuring, rounding_bound))
     settled = float(doubt_following.mean()) - float(doubt_measuring.mean())
     return settled * len(delta) > len(far)
 
@@ -588,14 +604,14 @@ def _nearest_other_distance(
 
 
 def _certain_labels(
-    X: np.ndarray, centroids: np.ndarray, bound: float
+    X: np.ndarray, centroids: np.ndarray, rounding_bound: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Find the nearest of ``centroids`` (k, d), float64, for each row of X (n_rows, d).
 
     Returns the labels, whether each is certain (bool), and the squared distances to
     the nearest and the second nearest centroid (inf with one centroid), all (n_rows,).
     The squared distances are computed in float64. A label is certain when the second
-    nearest centroid is more than ``bound`` (see ``_rounding_bound``) farther in squared
+    nearest centroid is more than ``rounding_bound`` (see ``_rounding_bound``) farther in squared
     distance. Then the scores of ``softkm.kernels.assign_chunk``, in the data's dtype,
     cannot rank another centroid first, whatever rows share its matrix product.
     """
@@ -621,12 +637,12 @@ def _certain_labels(
         flat_index -= found[block]
         flat_index += np.argmin(squared, axis=1)
         second[block] = squared.reshape(-1)[flat_index]
-        certain[block] = second[block] - nearest[block] > bound
+        certain[block] = second[block] - nearest[block] > rounding_bound
     return found, certain, nearest, second
 
 
 def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, new_labels: np.ndarray,
-                      n_clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      n_clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return the change of the per-cluster sums (k, d), weights (k,), squares (k,) and
     members (k,) when the chunk's ``rows`` (local indices) move from ``old_labels`` to
     ``new_labels``.
@@ -639,11 +655,11 @@ def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, ne
     weights = np.concatenate([weights, -weights])
     labels = np.concatenate([new_labels, old_labels])
     norms = np.concatenate([chunk.x_squared_norms[rows], chunk.x_squared_norms[rows]]) * weights
-    sums, changes = cluster_sums(X, labels, weights, n_clusters)
+    sums, weight_changes = cluster_sums(X, labels, weights, n_clusters)
     squares = np.bincount(labels, weights=norms, minlength=n_clusters)
     counted = weights != 0
     members = np.bincount(labels[counted], weights=np.sign(weights[counted]), minlength=n_clusters)
-    return sums, changes, squares, members.astype(np.int64)
+    return sums, weight_changes, squares, members.astype(np.int64)
 
 
 def _squared_centroid_distances(centroids: np.ndarray) -> np.ndarray:

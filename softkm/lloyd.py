@@ -123,17 +123,22 @@ def assignment_pass(data: DataSource, centroids: np.ndarray) -> ChunkStats:
     n_clusters = centroids.shape[0]
     if isinstance(data, ChunkedData):
         # In memory, the sums are those of ``ChunkedData.cluster_statistics``, which
-        # Hamerly's loop also uses, so both loops move the centroids identically.
-        labels = np.empty(data.n_samples, dtype=np.int32)
+        # Hamerly's loop also uses, so both loops move the centroids identically. The
+        # labels are kept one range of chunks at a time.
+        total = ChunkStats.zeros(n_clusters, data.n_features)
+        for rows in data.label_ranges():
+            labels = np.empty(rows.stop - rows.start, dtype=np.int32)
 
-        def assign(chunk: Chunk) -> float:
-            labels[chunk.rows], nearest = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
-            return weighted_total(nearest, chunk.sample_weight)
+            def assign(chunk: Chunk) -> float:
+                local = slice(chunk.rows.start - rows.start, chunk.rows.stop - rows.start)
+                labels[local], nearest = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+                return weighted_total(nearest, chunk.sample_weight)
 
-        inertia = sum(data.map(assign))
-        stats = data.cluster_statistics(labels, n_clusters)
-        stats.inertia = stats.objective = inertia
-        return stats
+            inertia = sum(data.map(assign, within=rows))
+            stats = data.range_statistics(rows, labels, n_clusters)
+            stats.inertia = stats.objective = inertia
+            total.add(stats)
+        return total
 
     def kernel(chunk: Chunk) -> ChunkStats:
         _, _, stats = hard_chunk(chunk.X, chunk.x_squared_norms, chunk.sample_weight, working, c_squared_norms)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from softkm import engine, parallel
+from softkm import chunks, engine, parallel
 from softkm.chunks import ChunkedData
 from softkm.errors import ConvergenceWarning, OptionError
 from softkm.chunks import farthest_points
@@ -420,7 +420,7 @@ def test_certain_labels_agree_with_assign_chunk(dtype):
     np.testing.assert_array_equal(found, expected)
 
 
-def test_certain_labels_refuse_a_near_tie():
+def test_certain_labels_flag_a_near_tie():
     X = np.array([[0.0, 1.0], [5.0, 5.0]], dtype=np.float32)
     # Two centroids at the same distance from the first row: its label depends on rounding.
     centroids = np.array([[1.0, 1.0], [-1.0, 1.0], [5.0, 5.0]])
@@ -511,3 +511,36 @@ def test_final_step_reassigns_blocks_with_near_ties():
 
     np.testing.assert_array_equal(found, final_labels(data, centroids),
                                   err_msg="the bounded final step differs from assign_chunk over the chunk")
+
+
+def test_cluster_left_with_tiny_weight_is_kept_as_in_lloyd():
+    # Cluster 0 keeps one point of weight 1e-20 after its two other points leave: its
+    # updated weight (1e-20 + 1 + 1) - 1 - 1 rounds to 0, but the cluster is not empty.
+    X = np.array([0.0, -5.0, 5.0, -12.0, -6.5, 12.0, 6.5] + [100.0] * 100 + [101.0] * 100)[:, None]
+    weights = np.ones(len(X))
+    weights[0] = 1e-20
+    start = np.array([[0.0], [-12.0], [12.0], [100.0]])
+    data = ChunkedData.build(X, weights, 4)
+
+    expected = assert_same_run(data, start, max_iter=10)
+
+    assert expected.n_relocated == 0, "the check needs Lloyd to keep cluster 0"
+
+
+@pytest.mark.parametrize("n_features", [3, 12])
+def test_cluster_statistics_over_several_ranges(monkeypatch, n_features):
+    monkeypatch.setattr(chunks, "_SUM_RANGE_ENTRIES", 40 * n_features)
+    X = blobs(4, n_samples=700, n_features=n_features)
+    weights = np.random.default_rng(4).uniform(0.5, 2.0, size=700)
+    data, _ = working_data(X, "float64", weights, chunk_size=13, n_clusters=6)
+    labels = np.random.default_rng(5).integers(0, 6, size=700).astype(np.int32)
+    assert len(data.label_ranges()) > 5, "the data must span several ranges of chunks"
+
+    stats = data.cluster_statistics(labels, 6)
+    expected = np.zeros((6, n_features))
+    np.add.at(expected, labels, data.X * weights[:, None])
+
+    np.testing.assert_allclose(stats.sums, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(stats.weights, np.bincount(labels, weights=weights, minlength=6), rtol=1e-12)
+    start = data.X[np.random.default_rng(6).choice(700, 6, replace=False)].astype(np.float64)
+    assert_same_run(data, start)
