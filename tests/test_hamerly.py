@@ -529,7 +529,7 @@ def test_cluster_left_with_tiny_weight_is_kept_as_in_lloyd():
 
 @pytest.mark.parametrize("n_features", [3, 12])
 def test_cluster_statistics_over_several_ranges(monkeypatch, n_features):
-    monkeypatch.setattr(chunks, "_SUM_RANGE_ENTRIES", 40 * n_features)
+    monkeypatch.setattr(chunks, "_SUM_RANGE_ROWS", 40)
     X = blobs(4, n_samples=700, n_features=n_features)
     weights = np.random.default_rng(4).uniform(0.5, 2.0, size=700)
     data, _ = working_data(X, "float64", weights, chunk_size=13, n_clusters=6)
