@@ -51,9 +51,9 @@ from softkm.kernels import (
     assign_two_nearest,
     block_rows,
     block_rows_of_chunk,
-    features_major,
     chunk_slices,
     cluster_sums,
+    features_major,
     row_norms_squared,
     weighted_total,
 )
@@ -460,7 +460,7 @@ def _reassign(
             found, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
             changed = np.flatnonzero(found != own)
             return changed, found[changed]
-        if assign == "chunks" or len(doubt) > _FULL_PASS_FRACTION * len(own):
+        if len(doubt) > _FULL_PASS_FRACTION * len(own):
             # Most points are in doubt, as in the first iterations: gathering them costs
             # more than assigning the whole chunk, which gives the same labels.
             found, nearest, second = assign_two_nearest(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
