@@ -140,8 +140,10 @@ class ChunkedData:
             weights = None if self.sample_weight is None else self.sample_weight[rows]
             yield Chunk(index, rows, self.X[rows], self.x_squared_norms[rows], weights)
 
-    def reduce(self, kernel: Callable[[Chunk], ChunkStats], n_clusters: int) -> ChunkStats:
-        """Run ``kernel`` on every chunk and return the sum of its statistics.
+    def reduce(
+        self, kernel: Callable[[Chunk], ChunkStats], n_clusters: int, within: slice | None = None
+    ) -> ChunkStats:
+        """Run ``kernel`` on every chunk (of ``within``) and return the sum of its statistics.
 
         The chunks run on the thread pool of ``softkm.parallel``. Their statistics are
         added in row order, so the floating-point result does not depend on how the
@@ -149,7 +151,7 @@ class ChunkedData:
         disjoint row slices of shared arrays, and must not print or touch other state.
         """
         total = ChunkStats.zeros(n_clusters, self.n_features)
-        for stats in parallel_map(kernel, self.chunks()):
+        for stats in parallel_map(kernel, self.chunks(within)):
             total.add(stats)
         return total
 
@@ -188,19 +190,15 @@ class ChunkedData:
         few rows each would cost k small products. Either way the result does not depend
         on the number of threads.
         """
+        if self.n_features <= BINCOUNT_MAX_FEATURES:
+
+            def kernel(chunk: Chunk) -> ChunkStats:
+                local = slice(chunk.rows.start - rows.start, chunk.rows.stop - rows.start)
+                return ChunkStats(*cluster_sums(chunk.X, labels[local], chunk.sample_weight, n_clusters))
+
+            return self.reduce(kernel, n_clusters, within=rows)
         X = self.X[rows]
         weights = None if self.sample_weight is None else self.sample_weight[rows]
-        if self.n_features <= BINCOUNT_MAX_FEATURES:
-            total = ChunkStats.zeros(n_clusters, self.n_features)
-            blocks = chunk_slices(X.shape[0], self.rows_per_chunk)
-            for stats in parallel_map(
-                lambda block: ChunkStats(*cluster_sums(
-                    X[block], labels[block], None if weights is None else weights[block], n_clusters
-                )),
-                blocks,
-            ):
-                total.add(stats)
-            return total
         order, offsets = label_order(labels, n_clusters, weights)
         # Contiguous groups of clusters with about equal numbers of rows.
         targets = np.linspace(0, offsets[-1], _SUM_GROUPS + 1)[1:-1]

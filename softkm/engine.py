@@ -34,6 +34,7 @@ from softkm.kernels import (
     responsibilities_chunk,
     row_norms_squared,
     squared_residuals,
+    weighted_total,
 )
 from softkm.hamerly import Bounds, final_labels, hamerly
 from softkm.lloyd import IterationRecord, RunResult, lloyd
@@ -468,8 +469,7 @@ def _final_assignment(
     c_squared_norms = row_norms_squared(working)
 
     def residual_inertia(chunk: Chunk, chunk_labels: np.ndarray) -> float:
-        squared = squared_residuals(chunk.X, working, chunk_labels)
-        return float(squared.sum() if chunk.sample_weight is None else squared @ chunk.sample_weight)
+        return weighted_total(squared_residuals(chunk.X, working, chunk_labels), chunk.sample_weight)
 
     if bounds is not None and isinstance(data, ChunkedData):
         # The labelled assignment is the fit's last use of the bounds.

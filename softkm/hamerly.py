@@ -125,9 +125,8 @@ def hamerly(
         stats.sums[deserted] = 0.0
         if np.any((members > 0) & (stats.weights <= 0)):
             # A cluster left with points of tiny weight can see its updated weight
-            # round to 0: only fresh sums tell it from an empty one, as in Lloyd.
-            stats = data.cluster_statistics(labels, n_clusters)
-            squares = _cluster_squares(data, labels, n_clusters)
+            # round to 0. Only fresh sums tell it from an empty one, as in Lloyd.
+            stats, squares, members = _fresh_statistics(data, labels, n_clusters)
         empty = np.flatnonzero(stats.weights <= 0)
         assigned_stats = (stats.sums.copy(), stats.weights.copy()) if len(empty) else None
         new_centroids, relocated = move_centroids(data, stats, centroids, labels)
@@ -154,9 +153,7 @@ def hamerly(
             # Lloyd sums the new assignment afresh, which rounds differently from
             # relocate_empty's own update of the sums. Doing the same here keeps the
             # centroids, and so the stopping test, identical to Lloyd's.
-            stats = data.cluster_statistics(labels, n_clusters)
-            squares = _cluster_squares(data, labels, n_clusters)
-            members = _cluster_members(data, labels, n_clusters)
+            stats, squares, members = _fresh_statistics(data, labels, n_clusters)
         inertia = _inertia(stats, squares, new_centroids)
         centroids = new_centroids
 
@@ -215,6 +212,16 @@ def _full_pass(data: ChunkedData, centroids: np.ndarray):
     stats = data.cluster_statistics(labels, n_clusters)
     stats.inertia = stats.objective = inertia
     return labels, upper, lower, stats
+
+
+def _fresh_statistics(
+    data: ChunkedData, labels: np.ndarray, n_clusters: int
+) -> tuple[ChunkStats, np.ndarray, np.ndarray]:
+    """Return the statistics of ``labels`` summed afresh as Lloyd's pass sums them, with
+    the squares of ``_cluster_squares`` and the members of ``_cluster_members``.
+    """
+    stats = data.cluster_statistics(labels, n_clusters)
+    return stats, _cluster_squares(data, labels, n_clusters), _cluster_members(data, labels, n_clusters)
 
 
 def _cluster_squares(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -320,11 +327,11 @@ def _update(
             squares += norms
             members += count
     if resum:
-        fresh = data.cluster_statistics(bounds.labels, len(squares))
+        fresh, fresh_squares, fresh_members = _fresh_statistics(data, bounds.labels, len(squares))
         stats.sums[...] = fresh.sums
         stats.weights[...] = fresh.weights
-        squares[...] = _cluster_squares(data, bounds.labels, len(squares))
-        members[...] = _cluster_members(data, bounds.labels, len(squares))
+        squares[...] = fresh_squares
+        members[...] = fresh_members
     return n_changed
 
 

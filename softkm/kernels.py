@@ -50,7 +50,7 @@ def block_rows_of_chunk(n_rows: int, n_clusters: int) -> int:
     the chunk holds, so a block can be assigned again on its own with the same labels.
 
     NOTE: this assumes that BLAS computes the same product of the same operands and
-    shape identically, which holds with one BLAS thread (as the engine runs it) in the
+    shape identically. That is true with one BLAS thread (as the engine runs it) in the
     OpenBLAS builds tested here, but no BLAS documents it.
     """
     return min(block_rows(n_clusters), max(n_rows, 1))
@@ -369,7 +369,8 @@ def cluster_sums(
     if n_features <= BINCOUNT_MAX_FEATURES:
         sums = np.empty((n_clusters, n_features))
         for feature in range(n_features):
-            sums[:, feature] = feature_sums(X, labels, sample_weight, n_clusters, feature)
+            column = X[:, feature] if sample_weight is None else X[:, feature] * sample_weight
+            sums[:, feature] = np.bincount(labels, weights=column, minlength=n_clusters)
         return sums, weights
     order, offsets = label_order(labels, n_clusters, sample_weight)
     present = np.flatnonzero(offsets[1:] > offsets[:-1])
@@ -392,14 +393,6 @@ def cluster_weights(labels: np.ndarray, sample_weight: np.ndarray | None, n_clus
     if sample_weight is None:
         return np.bincount(labels, minlength=n_clusters).astype(np.float64)
     return np.bincount(labels, weights=sample_weight, minlength=n_clusters)
-
-
-def feature_sums(
-    X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None, n_clusters: int, feature: int
-) -> np.ndarray:
-    """Return the weighted sum of one column of X over each cluster's rows (n_clusters,), float64."""
-    column = X[:, feature] if sample_weight is None else X[:, feature] * sample_weight
-    return np.bincount(labels, weights=column, minlength=n_clusters)
 
 
 def label_order(
@@ -481,7 +474,7 @@ def weighted_total(values: np.ndarray, sample_weight: np.ndarray | None) -> floa
     """Return the (weighted) sum of ``values`` (n_rows,), accumulated in float64."""
     if sample_weight is None:
         return float(values.sum(dtype=np.float64))
-    return float(np.dot(values.astype(np.float64), sample_weight))
+    return float(np.dot(values.astype(np.float64, copy=False), sample_weight))
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:
@@ -714,12 +707,8 @@ def _relaxed_block(
         sums += one_hot_sums
         weights += one_hot_weights
 
-    if sample_weight is None:
-        total.objective += float(row_objective.sum(dtype=np.float64))
-        total.inertia += float(nearest.sum(dtype=np.float64))
-    else:
-        total.objective += float(np.dot(row_objective.astype(np.float64), sample_weight))
-        total.inertia += float(np.dot(nearest.astype(np.float64), sample_weight))
+    total.objective += weighted_total(row_objective, sample_weight)
+    total.inertia += weighted_total(nearest, sample_weight)
     total.sums += sums
     total.weights += weights
     total.mass += mass

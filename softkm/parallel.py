@@ -111,7 +111,7 @@ def single_threaded_blas():
 
     The limit is process-wide, so nested or concurrent blocks share it: the first one
     in sets it and the last one out restores the previous thread counts. The engine
-    holds it for a whole fit, not only during passes: after a multithreaded call,
+    keeps it for a whole fit, not only during passes: after a multithreaded call,
     OpenBLAS's own threads keep spinning for a while, on the cores the pool needs.
     """
     global _controller, _blas_limit, _blas_users

@@ -312,11 +312,11 @@ def test_far_movers_picks_outliers():
     assert len(_far_movers(two_far)) == 0
 
 
-def test_far_movers_takes_every_mover_when_few_move():
+def test_far_movers_all_when_few_move():
     movement = np.zeros(64)
     movement[[5, 40, 41]] = [0.03, 0.05, 0.04]
 
-    # Three of 64 clusters move, within the k / 16 = 4 that can be measured: all of
+    # Three of 64 clusters move, within the k / 16 = 4 that can be measured. All of
     # them are, so the other clusters' lower bounds need not drop at all.
     np.testing.assert_array_equal(_far_movers(movement), [5, 40, 41])
     movement[:5] = 0.04
@@ -432,7 +432,7 @@ def test_certain_labels_flag_a_near_tie():
 
 
 @pytest.mark.parametrize("n_features", [3, 40])
-def test_zero_weight_row_changing_cluster_leaves_sums_unchanged(n_features):
+def test_zero_weight_move_keeps_sums(n_features):
     rng = np.random.default_rng(7)
     X = rng.normal(size=(300, n_features))
     weights = rng.uniform(0.5, 2.0, size=300)
@@ -450,7 +450,7 @@ def test_zero_weight_row_changing_cluster_leaves_sums_unchanged(n_features):
     np.testing.assert_array_equal(after.weights, before.weights)
 
 
-def test_cluster_emptied_with_fractional_weights_is_relocated_as_in_lloyd():
+def test_emptied_cluster_fractional_weights():
     X = np.array([9.9999999999999991e-05, 9.9699999999999998e-05, 9.9699999999999998e-05, 9.9699999999999998e-05,
                   1.0020000000000000e-04, 1.0009999999999999e-04, 1.0029999999999998e-04, 9.9899999999999989e-05,
                   9.9899999999999989e-05, 9.9799999999999986e-05, 9.9899999999999989e-05, 1.0009999999999999e-04,
@@ -471,9 +471,9 @@ def test_cluster_emptied_with_fractional_weights_is_relocated_as_in_lloyd():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_fit_labels_equal_predict_with_many_clusters_moving_late(seed):
-    # Many clusters for few points, started far from the data: empty clusters are
-    # relocated and a few centroids keep moving late, so the final step measures them.
+def test_fit_matches_predict_late_movers(seed):
+    # Many clusters for few points, started far from the data, so empty clusters are
+    # relocated and a few centroids keep moving late, and the final step measures them.
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, size=(363, 32)) + 1000.0
     weights = rng.uniform(0.1, 5.0, size=363) * (rng.random(363) > 0.4)
@@ -494,13 +494,13 @@ def test_final_step_reassigns_blocks_with_near_ties():
     X = rng.normal(size=(2000, 3)).astype(np.float32)
     data = ChunkedData.build(X, None, 600, 2000)  # one chunk of several distance blocks
     centroids = X[rng.choice(2000, 600, replace=False)].astype(np.float64)
-    # A copy of centroid 0 moved by far less than float32 rounding: float64 and the
+    # A copy of centroid 0 moved by far less than float32 rounding, so float64 and the
     # float32 product may rank the two copies differently for the same point.
     centroids[1] = centroids[0] + 1e-6 * rng.normal(size=3)
     working = centroids.astype(np.float32)
     labels, nearest, second = assign_two_nearest(data.X, data.x_squared_norms, working, row_norms_squared(working))
     # Exact bounds, but the points tied between the copies 0 and 1 get the other
-    # copy's label: only the final step's reassignment of their blocks can fix them.
+    # copy's label. Only the final step's reassignment of their blocks can fix them.
     tied = np.flatnonzero(np.isin(labels, [0, 1]))
     assert len(tied) > 0
     labels[tied] = 1 - labels[tied]
@@ -513,8 +513,8 @@ def test_final_step_reassigns_blocks_with_near_ties():
                                   err_msg="the bounded final step differs from assign_chunk over the chunk")
 
 
-def test_cluster_left_with_tiny_weight_is_kept_as_in_lloyd():
-    # Cluster 0 keeps one point of weight 1e-20 after its two other points leave: its
+def test_tiny_weight_cluster_kept():
+    # Cluster 0 keeps one point of weight 1e-20 after its two other points leave. Its
     # updated weight (1e-20 + 1 + 1) - 1 - 1 rounds to 0, but the cluster is not empty.
     X = np.array([0.0, -5.0, 5.0, -12.0, -6.5, 12.0, 6.5] + [100.0] * 100 + [101.0] * 100)[:, None]
     weights = np.ones(len(X))
