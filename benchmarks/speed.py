@@ -278,8 +278,8 @@ def render(lloyd_rows: list[dict], command: dict | None, help_timing: Timing | N
     lines.append("Seconds per iteration are the whole fit's time divided by the iterations, so each side")
     lines.append("includes its set-up and final assignment. faiss trains in float32 whatever the input dtype.")
     lines.append("softkm runs its default hard loop, which skips the distances that Hamerly's bounds rule")
-    lines.append("out and gives the labels and iteration count of plain Lloyd iterations (tested), except")
-    lines.append("for points that tie within rounding. The plain loop (`--algorithm lloyd`), which")
+    lines.append("out and gives the labels and iteration count of plain Lloyd iterations (tested).")
+    lines.append("The plain loop (`--algorithm lloyd`), which")
     lines.append("computes every distance, is shown beside it.")
     lines.append("")
     lines.append("| n, d, k | dtype | softkm s/iter | plain Lloyd s/iter | scikit-learn s/iter | faiss s/iter "

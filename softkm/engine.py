@@ -163,8 +163,8 @@ def fit(
     ``algorithm`` picks how hard mode runs its Lloyd iterations on in-memory data:
     'hamerly' (the default) skips the points that triangle-inequality bounds prove
     cannot change cluster, at the cost of two bounds per point, and 'lloyd' recomputes
-    every distance. Both give the same labels and the same centroids up to rounding,
-    except for points whose two nearest centroids tie within rounding (``softkm.hamerly``).
+    every distance. Both give the same labels for the same centroids, and centroids
+    equal up to rounding, since Hamerly's loop updates its sums (``softkm.hamerly``).
     The Dask engine always runs 'lloyd'.
 
     ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X

@@ -20,19 +20,12 @@ assigned centroids to the final ones (``final_labels``).
 
 The labels are those of ``softkm.lloyd.lloyd``: a point is only skipped when its bounds
 leave a margin larger than the rounding error of the distance expansion, and a point
-in doubt is assigned by the same kernel. The centroids agree with Lloyd's to rounding
-(the sums are kept in float64 and updated instead of recomputed, except after a
-relocation, where both loops sum afresh), and the loop stops on the same conditions.
-The bounds cost a label and two distances per point, in the data's dtype, so this runs
-only on in-memory data.
-
-NOTE: the matrix product rounds a row's scores differently depending on the other
-rows in the same product. A point whose two nearest centroids tie to within that
-rounding (duplicate centroids, for example) may therefore get either label, and the
-in-loop reassignment of the points in doubt, which multiplies only those rows, can
-label it differently from Lloyd's whole chunks. The final step multiplies such a
-point's whole distance block again, so the fit's labels are those of ``predict`` over
-the same chunks (a ``predict`` with another ``chunk_size`` may break such ties otherwise).
+in doubt is assigned by the same kernel, whose labels depend on nothing but the row
+and the centroids (``softkm.kernels.assign_chunk``). The centroids agree with Lloyd's
+to rounding (the sums are kept in float64 and updated instead of recomputed, except
+after a relocation, where both loops sum afresh), and the loop stops on the same
+conditions. The bounds cost a label and two distances per point, in the data's dtype,
+so this runs only on in-memory data.
 """
 
 from __future__ import annotations
@@ -50,7 +43,6 @@ from softkm.kernels import (
     assign_chunk,
     assign_two_nearest,
     block_rows,
-    block_rows_of_chunk,
     chunk_slices,
     cluster_sums,
     features_major,
@@ -101,10 +93,10 @@ def hamerly(
 ) -> RunResult:
     """Run Lloyd iterations with Hamerly's bounds from centroids (n_clusters, n_features).
 
-    Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result (up to ties
-    within rounding, see the module's note), with the final ``Bounds`` attached. The bounds are kept in the data's dtype: the margin (see
-    ``_rounding_bound``) is many times the rounding of the bound updates, even
-    in float32.
+    Assumes what ``softkm.lloyd.lloyd`` assumes and returns the same result (centroids
+    up to rounding, see the module's docstring), with the final ``Bounds`` attached. The
+    bounds are kept in the data's dtype: the margin (see ``_rounding_bound``) is many
+    times the rounding of the bound updates, even in float32.
     """
     n_clusters = centroids.shape[0]
     history: list[IterationRecord] = []
@@ -164,18 +156,15 @@ def hamerly(
 def final_labels(data: ChunkedData, bounds: Bounds, centroids: np.ndarray, last: bool = False) -> np.ndarray:
     """Return the nearest of ``centroids`` (n_clusters, n_features) for every row.
 
-    The labels are those of ``softkm.kernels.assign_chunk`` over the same chunks, found
-    by one bounded step from the centroids that ``bounds`` refers to. A chunk without
-    points in doubt is skipped. In a chunk with a few, those points get float64
-    distances, and only the distance blocks holding a near tie are multiplied again
-    as ``assign_chunk`` multiplies them. A chunk mostly in doubt is assigned whole.
-    ``bounds`` is updated in place to refer to ``centroids``, and the result is its own
-    int32 label array. With ``last`` the bounds themselves are released (set to None),
-    which keeps them out of the memory peak of what follows.
+    The labels are those of ``softkm.kernels.assign_chunk``, found by one bounded step
+    from the centroids that ``bounds`` refers to: only the points in doubt are
+    assigned again. ``bounds`` is updated in place to refer to ``centroids``, and the
+    result is its own int32 label array. With ``last`` the bounds themselves are
+    released (set to None), which keeps them out of the memory peak of what follows.
     """
     labels = bounds.labels
-    # With ``last`` the bounds are released, so the step need not update them.
-    for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, False, "labels" if last else "chunks"):
+    # With ``last`` the bounds are released, so the step need not keep them exact.
+    for moved_rows, new_labels, _ in _reassign(data, bounds, centroids, False, keep_bounds=not last):
         labels[moved_rows] = new_labels
     bounds.centroids = centroids
     bounds.relocated = np.empty(0, dtype=np.intp)
@@ -305,15 +294,12 @@ def _update(
     labels, bounds and statistics (with the squares and members of ``_cluster_squares``
     and ``_cluster_members``) in place. Returns the number of points that changed cluster.
 
-    After a relocation, a chunk's near ties are resolved as Lloyd's pass resolves them
-    (see ``final_labels``): a relocated centroid often lands on duplicate points, where
-    ties within rounding are common. With ``statistics`` False the statistics are left
-    alone, for a caller that sums afresh anyway.
+    With ``statistics`` False the statistics are left alone, for a caller that sums
+    afresh anyway.
     """
     n_changed = 0
     resum = False
-    assign = "chunks" if len(bounds.relocated) else "doubt"
-    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, statistics, assign):
+    for moved_rows, new_labels, moved in _reassign(data, bounds, centroids, statistics):
         bounds.labels[moved_rows] = new_labels
         n_changed += len(moved_rows)
         if not statistics:
@@ -336,7 +322,7 @@ def _update(
 
 
 def _reassign(
-    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, with_statistics: bool, assign: str = "doubt"
+    data: ChunkedData, bounds: Bounds, centroids: np.ndarray, with_statistics: bool, keep_bounds: bool = True
 ) -> Iterator[tuple[np.ndarray, np.ndarray, tuple | None]]:
     """Move the bounds from ``bounds.centroids`` to ``centroids`` and reassign the points in doubt.
 
@@ -349,13 +335,10 @@ def _reassign(
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes, or None when more than
     ``_MOVED_STATISTICS_FRACTION`` of the chunk moved and the caller must sum afresh.
-    The labels are left to the caller.
-    ``assign`` sets how a chunk with points in doubt is assigned, and a chunk mostly in
-    doubt is assigned whole in every mode. With "doubt" the points in doubt are
-    assigned by one product of their rows. With "chunks" they get float64 distances
-    and exact bounds, and the distance blocks with a near tie are assigned again as
-    ``assign_chunk`` assigns them. "labels" does the same without updating the bounds,
-    which are then no longer valid.
+    The labels are left to the caller. The points in doubt are assigned by one product
+    of their rows, and a chunk mostly in doubt is assigned whole. Without
+    ``keep_bounds`` the caller no longer needs the bounds, so a whole chunk's runner-up
+    is not computed and the bounds are left invalid.
     """
     labels, upper, lower, relocated = bounds.labels, bounds.upper, bounds.lower, bounds.relocated
     old_centroids = bounds.centroids
@@ -395,8 +378,6 @@ def _reassign(
     measured = np.union1d(relocated, far).astype(np.intp)
     working = centroids.astype(data.X.dtype)
     c_squared_norms = row_norms_squared(working)
-    # The centroids that assign_chunk multiplies by, in float64.
-    exact_centroids = working.astype(np.float64)
     measured_centroids = working[measured]
     measured_norms = c_squared_norms[measured]
     # Each cluster's column among the measured ones, or -1.
@@ -434,36 +415,9 @@ def _reassign(
                 doubt = np.flatnonzero(chunk_upper > threshold)
         if len(doubt) == 0:
             return doubt, own[doubt]
-        if assign != "doubt" and len(doubt) <= _FULL_PASS_FRACTION * len(own):
-            # Distances in float64 settle every point whose two nearest centroids are
-            # farther apart than the rounding of assign_chunk, without the batch product.
-            found, certain, nearest, second = _certain_labels(np.take(chunk.X, doubt, axis=0), exact_centroids, rounding_bound)
-            new_labels = own.astype(np.intp)
-            new_labels[doubt] = found
-            if assign == "chunks":
-                chunk_upper[doubt] = np.sqrt(nearest)
-                chunk_lower[doubt] = np.sqrt(second)
-            # assign_chunk multiplies a chunk one block of rows at a time, and a near
-            # tie's label depends only on the rows of its block. So only the blocks with
-            # a near tie are multiplied again, as predict and Lloyd's pass multiply them.
-            rows_per_block = block_rows_of_chunk(len(own), len(exact_centroids))
-            for block in np.unique(doubt[~certain] // rows_per_block):
-                rows = slice(block * rows_per_block, min((block + 1) * rows_per_block, len(own)))
-                if assign == "labels":
-                    new_labels[rows], _ = assign_chunk(
-                        chunk.X[rows], chunk.x_squared_norms[rows], working, c_squared_norms
-                    )
-                    continue
-                new_labels[rows], block_nearest, block_second = assign_two_nearest(
-                    chunk.X[rows], chunk.x_squared_norms[rows], working, c_squared_norms
-                )
-                chunk_upper[rows] = np.sqrt(block_nearest)
-                chunk_lower[rows] = np.sqrt(block_second)
-            changed = np.flatnonzero(new_labels != own)
-            return changed, new_labels[changed]
-        if assign == "labels":
-            # Many points in doubt: the whole chunk is multiplied as predict multiplies
-            # it. The bounds are not used again, so the runner-up is not needed.
+        if not keep_bounds and len(doubt) > _FULL_PASS_FRACTION * len(own):
+            # Many points in doubt and no bounds to keep: the whole chunk is assigned
+            # without the runner-up.
             found, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
             changed = np.flatnonzero(found != own)
             return changed, found[changed]
@@ -608,44 +562,6 @@ def _nearest_other_distance(
         np.maximum(nearest, 0.0, out=nearest)
         out[rows] = np.sqrt(nearest)
     return out
-
-
-def _certain_labels(
-    X: np.ndarray, centroids: np.ndarray, rounding_bound: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Find the nearest of ``centroids`` (k, d), float64, for each row of X (n_rows, d).
-
-    Returns the labels, whether each is certain (bool), and the squared distances to
-    the nearest and the second nearest centroid (inf with one centroid), all (n_rows,).
-    The squared distances are computed in float64. A label is certain when the second
-    nearest centroid is more than ``rounding_bound`` (see ``_rounding_bound``) farther in squared
-    distance. Then the scores of ``softkm.kernels.assign_chunk``, in the data's dtype,
-    cannot rank another centroid first, whatever rows share its matrix product.
-    """
-    n_clusters = centroids.shape[0]
-    found = np.zeros(X.shape[0], dtype=np.intp)
-    certain = np.ones(X.shape[0], dtype=bool)
-    nearest = np.empty(X.shape[0])
-    second = np.full(X.shape[0], np.inf)
-    c_squared_norms = np.einsum("ij,ij->i", centroids, centroids)
-    for block in chunk_slices(X.shape[0], block_rows(n_clusters)):
-        rows = X[block].astype(np.float64)
-        squared = rows @ centroids.T  # (m, k)
-        squared *= -2.0
-        squared += c_squared_norms
-        squared += np.einsum("ij,ij->i", rows, rows)[:, None]
-        np.maximum(squared, 0.0, out=squared)
-        found[block] = np.argmin(squared, axis=1)
-        flat_index = np.arange(0, squared.size, n_clusters) + found[block]
-        nearest[block] = squared.reshape(-1)[flat_index]
-        if n_clusters == 1:
-            continue
-        squared.reshape(-1)[flat_index] = np.inf
-        flat_index -= found[block]
-        flat_index += np.argmin(squared, axis=1)
-        second[block] = squared.reshape(-1)[flat_index]
-        certain[block] = second[block] - nearest[block] > rounding_bound
-    return found, certain, nearest, second
 
 
 def _moved_statistics(chunk: Chunk, rows: np.ndarray, old_labels: np.ndarray, new_labels: np.ndarray,

@@ -43,19 +43,6 @@ def block_rows(n_clusters: int) -> int:
     return max(1, rows)
 
 
-def block_rows_of_chunk(n_rows: int, n_clusters: int) -> int:
-    """Return the rows per distance block of ``assign_chunk`` on a chunk of n_rows rows.
-
-    The product of a block's rows rounds each row's scores the same way whatever else
-    the chunk holds, so a block can be assigned again on its own with the same labels.
-
-    NOTE: this assumes that BLAS computes the same product of the same operands and
-    shape identically. That is true with one BLAS thread (as the engine runs it) in the
-    OpenBLAS builds tested here, but no BLAS documents it.
-    """
-    return min(block_rows(n_clusters), max(n_rows, 1))
-
-
 def chunk_rows(n_samples: int, n_clusters: int, chunk_size: int | None = None, n_features: int = 1) -> int:
     """Return the number of rows per chunk.
 
@@ -221,10 +208,11 @@ def assign_chunk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (labels (n_rows,) int64, squared distance to the nearest centroid (n_rows,)).
 
-    Equal scores go to the lowest cluster index. The matrix product may round the
-    scores of identical centroids differently, so a tie between them can go either way,
-    depending on the rows in the same block. The distances are computed one block of
-    rows at a time.
+    A row's label depends only on the row and the centroids, never on the other rows
+    of X: where two centroids tie with the nearest one within the rounding of X's
+    dtype (``tie_tolerance``), they are compared by ``|x - c|^2`` in float64, and equal
+    distances go to the lowest cluster index. Such a row's nearest distance is that
+    float64 one. The distances are computed one block of rows at a time.
     """
     labels, nearest, _ = _assign(X, x_squared_norms, centroids, c_squared_norms, second=False)
     return labels, nearest
@@ -247,6 +235,28 @@ def assign_two_nearest(
 # This was measured on x86-64 in float32 and float64. From d = 4 on, the copy costs more.
 _COPY_TRANSPOSE_MAX_FEATURES = 3
 
+# With S = |x|^2 + max |c|^2, the gap between two squared distances computed by the
+# expansion |x|^2 - 2 x.c + |c|^2 (x.c a dot product of d terms, |c|^2 a sum of d
+# squares) is within 2 (d + 1) eps S of the exact gap in the worst case, by the
+# standard bound on the rounding of a dot product, and a gap of |x - c|^2 summed in
+# float64 within 2 (d + 3) eps64 S. Two centroids closer than this many times
+# (d + 2) eps S in squared distance are a near tie. Beyond it, both computations rank
+# the two centroids as exact arithmetic does, even for float64 data.
+TIE_MARGIN = 6.0
+
+
+def tie_tolerance(dtype: np.dtype, n_features: int, x_squared_norms: np.ndarray, c_squared_norms: np.ndarray) -> np.ndarray:
+    """Return, per row (n_rows,), the squared-distance gap below which two centroids tie.
+
+    Beyond this gap, the expansion in ``dtype`` ranks the two centroids as exact
+    arithmetic does, whatever rows share the matrix product.
+    """
+    largest_centroid = float(c_squared_norms.max(initial=0.0))
+    factor = TIE_MARGIN * (n_features + 2) * float(np.finfo(dtype).eps)
+    tolerance = x_squared_norms + np.asarray(largest_centroid, dtype=x_squared_norms.dtype)
+    tolerance *= factor
+    return tolerance
+
 
 def features_major(X: np.ndarray) -> np.ndarray:
     """Return X (m, d) as a (d, m) array: a contiguous copy for small d, else a view."""
@@ -256,19 +266,28 @@ def features_major(X: np.ndarray) -> np.ndarray:
 
 
 def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
-    """Return labels, nearest and (if ``second``) second-nearest squared distances."""
+    """Return labels, nearest and (if ``second``) second-nearest squared distances.
+
+    The rows whose best scores tie within ``tie_tolerance`` are settled by
+    ``_nearest_candidates``.
+    """
     # argmin_c |x|^2 - 2 x.c + |c|^2 = argmax_c x.c - |c|^2 / 2. Halving is exact, so
     # the scores are exactly -1/2 times the expansion without |x|^2, and this saves a
     # pass over the block.
-    n_clusters = centroids.shape[0]
+    n_clusters, n_features = centroids.shape
     half_norms = 0.5 * c_squared_norms
     n_rows = X.shape[0]
     labels = np.empty(n_rows, dtype=np.int64)
     best = np.empty(n_rows, dtype=X.dtype)
     runner_up = np.full(n_rows, -np.inf, dtype=X.dtype) if second else None
+    # Scores are half squared distances, so their tolerance is half the distances' one.
+    half_tolerance = tie_tolerance(X.dtype, n_features, x_squared_norms, c_squared_norms)
+    half_tolerance *= 0.5
+    exact_centroids = None
+    ties = []  # (rows, labels, squared distances) of the rows with a near tie
     transposed = n_clusters <= _TRANSPOSED_MAX_CLUSTERS
     # One score buffer serves every block (see _BlockWorkspace for why).
-    rows_per_block = block_rows_of_chunk(n_rows, n_clusters)
+    rows_per_block = min(block_rows(n_clusters), max(n_rows, 1))
     buffer = np.empty(rows_per_block * n_clusters, dtype=X.dtype)
 
     for rows in chunk_slices(n_rows, rows_per_block):
@@ -278,13 +297,14 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
             np.matmul(centroids, features_major(X[rows]), out=scores)
             scores -= half_norms[:, None]
             block_best = scores.max(axis=0)
-            hits = scores == block_best  # (k, m), one True per row unless scores tie
-            block_labels = _hit_labels(hits)
+            # One hit per row, the best score, unless another score is within the
+            # tolerance of it.
+            hits = scores >= block_best - half_tolerance[rows]  # (k, m)
+            block_labels, tied = _hit_labels(hits)
+            candidates = hits[:, tied].T if len(tied) else None  # (ties, k)
             labels[rows] = block_labels
             best[rows] = block_best
             if second and n_clusters > 1:
-                # Only the label's own entry is masked, so a tie for the best score
-                # leaves the runner-up equal to the best.
                 flat_index = block_labels * scores.shape[1]
                 flat_index += np.arange(scores.shape[1])
                 scores.reshape(-1)[flat_index] = -np.inf
@@ -297,29 +317,71 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
             flat_index = np.arange(0, scores.size, n_clusters)
             flat_index += block_labels
             labels[rows] = block_labels
-            best[rows] = scores.reshape(-1)[flat_index]
-            if second:
+            block_best = scores.reshape(-1)[flat_index]
+            best[rows] = block_best
+            tied = np.empty(0, dtype=np.intp)
+            candidates = None
+            if n_clusters > 1:
+                threshold = block_best - half_tolerance[rows]
                 scores.reshape(-1)[flat_index] = -np.inf
                 # NumPy vectorises argmax along short rows but not max, so reading
                 # the entry at the argmax gives the maximum faster (about 3 times for
                 # 64 float32 columns, NumPy 2.4 on x86-64).
-                flat_index -= block_labels
-                flat_index += np.argmax(scores, axis=1)
-                runner_up[rows] = scores.reshape(-1)[flat_index]
+                runner_index = flat_index - block_labels
+                runner_index += np.argmax(scores, axis=1)
+                block_runner_up = scores.reshape(-1)[runner_index]
+                if second:
+                    runner_up[rows] = block_runner_up
+                tied = np.flatnonzero(block_runner_up >= threshold)
+                if len(tied):
+                    candidates = scores[tied] >= threshold[tied, None]  # (ties, k), the label entry is -inf here
+                    candidates[np.arange(len(tied)), block_labels[tied]] = True
+        if len(tied):
+            if exact_centroids is None:
+                exact_centroids = centroids.astype(np.float64)
+            winners, distances = _nearest_candidates(np.take(X[rows], tied, axis=0), exact_centroids, candidates)
+            ties.append((rows.start + tied, winners, distances))
 
     nearest = x_squared_norms - 2.0 * best
     np.maximum(nearest, 0.0, out=nearest)
-    if not second:
-        return labels, nearest, None
-    second_nearest = x_squared_norms - 2.0 * runner_up
-    np.maximum(second_nearest, 0.0, out=second_nearest)
+    second_nearest = None
+    if second:
+        second_nearest = x_squared_norms - 2.0 * runner_up
+        np.maximum(second_nearest, 0.0, out=second_nearest)
+    for tied_rows, winners, distances in ties:
+        labels[tied_rows] = winners
+        nearest[tied_rows] = distances
+        if second:
+            # Another centroid ties with the nearest one.
+            second_nearest[tied_rows] = distances
     return labels, nearest, second_nearest
 
 
-def _hit_labels(hits: np.ndarray) -> np.ndarray:
-    """Return, for each column of ``hits`` (k, m) bool, the lowest row index that is True.
+def _nearest_candidates(X: np.ndarray, centroids: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return, for each row of X (n_tied, d), the nearest of its candidate centroids and
+    the squared distance to it, both (n_tied,).
 
-    Columns with no True (all scores NaN) get 0. Returns (m,) int64.
+    ``candidates`` (n_tied, k) bool marks each row's centroids to compare, and
+    ``centroids`` (k, d) are float64. Each distance is ``|x - c|^2`` summed over one
+    row's squared residuals in float64, so it does not depend on the other rows, and
+    equal distances go to the lowest cluster index.
+    """
+    pair_rows, pair_clusters = np.nonzero(candidates)
+    distances = np.full(candidates.shape, np.inf)
+    for part in chunk_slices(len(pair_rows), max(1, _BLOCK_ENTRIES // max(X.shape[1], 1))):
+        residual = np.take(X, pair_rows[part], axis=0).astype(np.float64)  # (pairs, d)
+        residual -= np.take(centroids, pair_clusters[part], axis=0)
+        np.square(residual, out=residual)
+        distances[pair_rows[part], pair_clusters[part]] = residual.sum(axis=1)
+    winners = np.argmin(distances, axis=1)
+    return winners, distances[np.arange(len(winners)), winners]
+
+
+def _hit_labels(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return, for each column of ``hits`` (k, m) bool, the lowest row index that is True,
+    and the columns with more than one True.
+
+    Columns with no True (all scores NaN) get 0. Returns (m,) int64 and (ties,) intp.
     """
     n_clusters = hits.shape[0]
     # With weights k + c, a column with one True at row c sums to k + c < 2k, and a
@@ -333,7 +395,7 @@ def _hit_labels(hits: np.ndarray) -> np.ndarray:
     irregular = np.flatnonzero((codes < n_clusters) | (codes >= 2 * n_clusters))
     if len(irregular):
         labels[irregular] = np.argmax(hits[:, irregular], axis=0)
-    return labels
+    return labels, np.flatnonzero(codes >= 2 * n_clusters)
 
 
 # Up to this many features, per-feature weighted bincounts are the fastest way to sum

@@ -20,7 +20,6 @@ from softkm.chunks import farthest_points
 from softkm.hamerly import final_labels as hamerly_final_labels
 from softkm.hamerly import (
     Bounds,
-    _certain_labels,
     _far_movers,
     _lower_bound_drop,
     _rounding_bound,
@@ -406,31 +405,6 @@ def test_engine_warnings_point_at_the_caller():
     assert record[0].filename == __file__, f"the warning points at {record[0].filename}, not at the caller"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_certain_labels_agree_with_assign_chunk(dtype):
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(2000, 8)).astype(dtype)
-    centroids = (rng.normal(size=(6, 8)) * 3).astype(dtype)
-    bound = _rounding_bound(np.dtype(dtype), float(row_norms_squared(X).max()), centroids.astype(np.float64))
-
-    found, certain, _, _ = _certain_labels(X, centroids.astype(np.float64), bound)
-    expected, _ = assign_chunk(X, row_norms_squared(X), centroids, row_norms_squared(centroids))
-
-    assert certain.all(), f"rows {np.flatnonzero(~certain)[:5]} of well separated data were found near a tie"
-    np.testing.assert_array_equal(found, expected)
-
-
-def test_certain_labels_flag_a_near_tie():
-    X = np.array([[0.0, 1.0], [5.0, 5.0]], dtype=np.float32)
-    # Two centroids at the same distance from the first row: its label depends on rounding.
-    centroids = np.array([[1.0, 1.0], [-1.0, 1.0], [5.0, 5.0]])
-    bound = _rounding_bound(np.dtype(np.float32), 50.0, centroids)
-
-    _, certain, _, _ = _certain_labels(X, centroids, bound)
-
-    np.testing.assert_array_equal(certain, [False, True], err_msg="only the equidistant row is in doubt")
-
-
 @pytest.mark.parametrize("n_features", [3, 40])
 def test_zero_weight_move_keeps_sums(n_features):
     rng = np.random.default_rng(7)
@@ -489,7 +463,7 @@ def test_fit_matches_predict_late_movers(seed):
     assert len(wrong) == 0, f"fit and predict label rows {wrong[:10]} differently"
 
 
-def test_final_step_reassigns_blocks_with_near_ties():
+def test_final_step_reassigns_near_ties():
     rng = np.random.default_rng(11)
     X = rng.normal(size=(2000, 3)).astype(np.float32)
     data = ChunkedData.build(X, None, 600, 2000)  # one chunk of several distance blocks
@@ -500,7 +474,7 @@ def test_final_step_reassigns_blocks_with_near_ties():
     working = centroids.astype(np.float32)
     labels, nearest, second = assign_two_nearest(data.X, data.x_squared_norms, working, row_norms_squared(working))
     # Exact bounds, but the points tied between the copies 0 and 1 get the other
-    # copy's label. Only the final step's reassignment of their blocks can fix them.
+    # copy's label. Their bounds leave them in doubt, so the final step must fix them.
     tied = np.flatnonzero(np.isin(labels, [0, 1]))
     assert len(tied) > 0
     labels[tied] = 1 - labels[tied]
@@ -510,7 +484,29 @@ def test_final_step_reassigns_blocks_with_near_ties():
     found = hamerly_final_labels(data, bounds, centroids, last=True)
 
     np.testing.assert_array_equal(found, final_labels(data, centroids),
-                                  err_msg="the bounded final step differs from assign_chunk over the chunk")
+                                  err_msg="the bounded final step differs from assign_chunk")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_labels_do_not_depend_on_chunking(dtype):
+    # Each blob has two centroids closer than float32 rounding, so many points tie
+    # within rounding.
+    rng = np.random.default_rng(5)
+    blobs = rng.normal(scale=3.0, size=(6, 16))
+    X = np.repeat(blobs, 400, axis=0) + rng.normal(size=(2400, 16))
+    centroids = np.concatenate([blobs, blobs + 1e-6 * rng.normal(size=blobs.shape)])
+    preprocessing = Preprocessing.fit(X)
+
+    labels, _ = engine.predict(X, centroids, preprocessing, dtype)
+    chunked, _ = engine.predict(X, centroids, preprocessing, dtype, chunk_size=97)
+    alone = [engine.predict(X[i : i + 1], centroids, preprocessing, dtype)[0][0] for i in range(0, 2400, 41)]
+    start = preprocessing.transform_centroids(centroids)
+    data, _ = working_data(X, dtype, chunk_size=97, n_clusters=12)
+    bounded = hamerly(data, start, 1, 0.0).bounds
+
+    np.testing.assert_array_equal(chunked, labels, err_msg="predict with other chunks relabels rows")
+    np.testing.assert_array_equal(alone, labels[::41], err_msg="rows predicted alone get other labels")
+    np.testing.assert_array_equal(bounded.labels, labels, err_msg="Hamerly's first pass labels rows otherwise")
 
 
 def test_tiny_weight_cluster_kept():

@@ -253,6 +253,73 @@ def test_assign_chunk_tie_lower_index(dtype, duplicate_at):
     assert np.all(hard_labels == duplicate_at)
 
 
+def near_tie_case(dtype, n_clusters, seed=0):
+    """Return X (3000, 16) and centroids (n_clusters, 16) with many near ties.
+
+    Every centroid has a copy moved by about 1e-6, far below float32 rounding at these
+    norms, and the data are points around the centroids, so many rows have their two
+    nearest centroids within rounding of each other. With 16 features, BLAS rounds a
+    row's products differently when the row is multiplied alone.
+    """
+    rng = np.random.default_rng(seed)
+    half = rng.normal(scale=3.0, size=(n_clusters // 2, 16))
+    centroids = np.concatenate([half, half + 1e-6 * rng.normal(size=half.shape)]).astype(dtype)
+    X = (np.repeat(half, 3000 // len(half) + 1, axis=0)[:3000] + rng.normal(size=(3000, 16))).astype(dtype)
+    return X, centroids
+
+
+@pytest.mark.parametrize("n_clusters", [8, 64])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_labels_do_not_depend_on_other_rows(dtype, n_clusters):
+    X, centroids = near_tie_case(dtype, n_clusters)
+    labels, nearest = assign_chunk(*kernel_inputs(X, centroids))
+    order = np.random.default_rng(1).permutation(len(X))
+
+    shuffled, _ = assign_chunk(*kernel_inputs(np.ascontiguousarray(X[order]), centroids))
+    one_by_one = [assign_chunk(*kernel_inputs(X[i : i + 1], centroids))[0][0] for i in range(0, len(X), 7)]
+    two_nearest, two_nearest_distance, _ = assign_two_nearest(*kernel_inputs(X[::-1].copy(), centroids))
+
+    assert len(np.unique(labels)) > 1
+    np.testing.assert_array_equal(shuffled, labels[order], err_msg="shuffling the rows changed their labels")
+    np.testing.assert_array_equal(one_by_one, labels[::7], err_msg="rows assigned alone got other labels")
+    np.testing.assert_array_equal(two_nearest, labels[::-1], err_msg="assign_two_nearest disagrees with assign_chunk")
+    np.testing.assert_array_equal(two_nearest_distance, nearest[::-1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_near_ties_go_to_the_float64_nearest(dtype):
+    X, centroids = near_tie_case(dtype, 8, seed=2)
+    labels, _ = assign_chunk(*kernel_inputs(X, centroids))
+    exact = ((X.astype(np.float64)[:, None, :] - centroids.astype(np.float64)[None]) ** 2).sum(axis=2)
+    ordered = np.sort(exact, axis=1)
+    # Rows whose two nearest centroids differ by more than float64 rounding have one
+    # right answer, whatever the dtype of the data.
+    clear = ordered[:, 1] - ordered[:, 0] > 1e-12 * (1.0 + ordered[:, 0])
+
+    assert clear.sum() > 0.9 * len(X)
+    np.testing.assert_array_equal(labels[clear], np.argmin(exact, axis=1)[clear])
+
+
+@pytest.mark.parametrize("n_clusters", [5, 40])
+def test_exact_ties_go_to_the_lowest_index_in_every_block(n_clusters):
+    rng = np.random.default_rng(3)
+    # More rows than one distance block holds, so ties occur in several blocks.
+    X = rng.normal(size=(2 * block_rows(n_clusters) + 5, 4))
+    centroids = rng.normal(size=(n_clusters, 4))
+    centroids[3] = centroids[1]
+
+    labels, nearest, second = assign_two_nearest(*kernel_inputs(X, centroids))
+    expected = ((X[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+
+    assert not np.any(labels == 3), "the higher copy of a duplicate centroid won a tie"
+    np.testing.assert_array_equal(labels, np.argmin(expected, axis=1))
+    np.testing.assert_allclose(nearest, expected.min(axis=1), rtol=1e-12, atol=1e-12)
+    tied = labels == 1
+    assert tied.any()
+    np.testing.assert_array_equal(second[tied], nearest[tied], err_msg="a tied row's runner-up is its nearest")
+    assert np.all(second[~tied] >= nearest[~tied])
+
+
 @pytest.mark.parametrize("n_clusters", [4, 32, 40])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_two_nearest_ties(dtype, n_clusters):
