@@ -283,8 +283,8 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     # Scores are half squared distances, so their tolerance is half the distances' one.
     half_tolerance = tie_tolerance(X.dtype, n_features, x_squared_norms, c_squared_norms)
     half_tolerance *= 0.5
-    exact_centroids = None
-    ties = []  # (rows, labels, squared distances) of the rows with a near tie
+    # The rows with a near tie and their candidate centroids (ties, k), block by block.
+    tie_rows, tie_candidates = [], []
     transposed = n_clusters <= _TRANSPOSED_MAX_CLUSTERS
     # One score buffer serves every block (see _BlockWorkspace for why).
     rows_per_block = min(block_rows(n_clusters), max(n_rows, 1))
@@ -337,10 +337,8 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
                     candidates = scores[tied] >= threshold[tied, None]  # (ties, k), the label entry is -inf here
                     candidates[np.arange(len(tied)), block_labels[tied]] = True
         if len(tied):
-            if exact_centroids is None:
-                exact_centroids = centroids.astype(np.float64)
-            winners, distances = _nearest_candidates(np.take(X[rows], tied, axis=0), exact_centroids, candidates)
-            ties.append((rows.start + tied, winners, distances))
+            tie_rows.append(rows.start + tied)
+            tie_candidates.append(candidates)
 
     nearest = x_squared_norms - 2.0 * best
     np.maximum(nearest, 0.0, out=nearest)
@@ -348,7 +346,13 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     if second:
         second_nearest = x_squared_norms - 2.0 * runner_up
         np.maximum(second_nearest, 0.0, out=second_nearest)
-    for tied_rows, winners, distances in ties:
+    if tie_rows:
+        # One call for all blocks: the rows with a near tie are few, so the per-call
+        # overhead would dominate per block.
+        tied_rows = np.concatenate(tie_rows)
+        winners, distances = _nearest_candidates(
+            np.take(X, tied_rows, axis=0), centroids.astype(np.float64), np.concatenate(tie_candidates)
+        )
         labels[tied_rows] = winners
         nearest[tied_rows] = distances
         if second:
