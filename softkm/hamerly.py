@@ -252,11 +252,12 @@ def _rounding_bound(dtype: np.dtype, max_squared_norm: float, centroids: np.ndar
     the expansion adds ``|x|^2`` and ``|c|^2`` with their own rounding. So every
     computed squared distance, and every difference of the scores that the
     assignment compares, is within a few times ``(d + 2) eps (|x|^2 + |c|^2)`` of the
-    exact value. E is ``_MARGIN_FACTOR`` times that, with the largest norms.
-    ``max_squared_norm`` is the largest ``|x|^2`` of the data.
+    exact value. E is ``_MARGIN_FACTOR`` times that, with the largest norms. Below the
+    smallest normal number ``tiny`` the rounding is absolute, so ``tiny`` is added to
+    the norms. ``max_squared_norm`` is the largest ``|x|^2`` of the data.
     """
     n_features = centroids.shape[1]
-    largest = _largest_squared_norms(max_squared_norm, centroids)
+    largest = _largest_squared_norms(max_squared_norm, centroids) + float(np.finfo(dtype).tiny)
     return _MARGIN_FACTOR * (n_features + 2) * float(np.finfo(dtype).eps) * largest
 
 

@@ -249,11 +249,14 @@ def tie_tolerance(dtype: np.dtype, n_features: int, x_squared_norms: np.ndarray,
     """Return, per row (n_rows,), the squared-distance gap below which two centroids tie.
 
     Beyond this gap, the expansion in ``dtype`` ranks the two centroids as exact
-    arithmetic does, whatever rows share the matrix product.
+    arithmetic does, whatever rows share the matrix product. Below the smallest normal
+    number ``tiny``, rounding errors are absolute (up to eps * tiny per operation)
+    instead of relative, so ``tiny`` is added to the norms.
     """
-    largest_centroid = float(c_squared_norms.max(initial=0.0))
-    factor = TIE_MARGIN * (n_features + 2) * float(np.finfo(dtype).eps)
-    tolerance = x_squared_norms + np.asarray(largest_centroid, dtype=x_squared_norms.dtype)
+    info = np.finfo(dtype)
+    floor = float(c_squared_norms.max(initial=0.0)) + float(info.tiny)
+    factor = TIE_MARGIN * (n_features + 2) * float(info.eps)
+    tolerance = x_squared_norms + np.asarray(floor, dtype=x_squared_norms.dtype)
     tolerance *= factor
     return tolerance
 
@@ -369,6 +372,10 @@ def _nearest_candidates(X: np.ndarray, centroids: np.ndarray, candidates: np.nda
     ``centroids`` (k, d) are float64. Each distance is ``|x - c|^2`` summed over one
     row's squared residuals in float64, so it does not depend on the other rows, and
     equal distances go to the lowest cluster index.
+
+    NOTE: this costs d NumPy operations' worth per candidate pair. With many identical
+    centroids every row ties with all of them: 20,000 x 256 rows against 256 equal
+    centroids took about 1.7 s, against 0.06 s for distinct ones.
     """
     pair_rows, pair_clusters = np.nonzero(candidates)
     distances = np.full(candidates.shape, np.inf)

@@ -300,6 +300,22 @@ def test_near_ties_go_to_the_float64_nearest(dtype):
     np.testing.assert_array_equal(labels[clear], np.argmin(exact, axis=1)[clear])
 
 
+def test_subnormal_distances_get_the_float64_nearest():
+    # Squared norms near 1e-44 are subnormal in float32, where rounding is absolute,
+    # so a tolerance relative to the norms alone would be 0 and miss the tie.
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(2000, 1)) * 1e-22).astype(np.float32)
+    centroids = np.array([[1.6178134886937831e-22], [1.334511828176806e-22]], dtype=np.float32)
+
+    labels, nearest = assign_chunk(*kernel_inputs(X, centroids))
+    exact = (X.astype(np.float64) - centroids.astype(np.float64).T) ** 2  # (n, 2)
+    clear = np.abs(exact[:, 0] - exact[:, 1]) > 0.5 * exact.max(axis=1)
+
+    assert clear.sum() > 100
+    np.testing.assert_array_equal(labels[clear], np.argmin(exact, axis=1)[clear])
+    assert np.all(nearest >= 0)
+
+
 @pytest.mark.parametrize("n_clusters", [5, 40])
 def test_exact_ties_go_to_the_lowest_index_in_every_block(n_clusters):
     rng = np.random.default_rng(3)
