@@ -462,8 +462,8 @@ def _final_assignment(
 
     The inertia is summed as ``|x - c|^2`` in float64 rather than taken from the
     distance expansion, so it carries no cancellation error in float32. ``bounds`` from
-    Hamerly's loop give the same labels while assigning again only the distance blocks
-    with near ties (see ``softkm.hamerly.final_labels``).
+    Hamerly's loop give the same labels while assigning again only the points that the
+    bounds leave in doubt (see ``softkm.hamerly.final_labels``).
     """
     working = centroids.astype(data.dtype)
     c_squared_norms = row_norms_squared(working)

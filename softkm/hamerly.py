@@ -60,8 +60,9 @@ from softkm.parallel import get_num_threads, parallel_map
 _MARGIN_FACTOR = 16.0
 # Above this fraction of points in doubt, a chunk is assigned whole.
 _FULL_PASS_FRACTION = 0.5
-# A group of chunks that the bounded step handles as one holds at most this many rows,
-# which bounds the temporaries of its bounds arrays.
+# The bounded step splits the data into at least n_samples / this many groups of
+# chunks, which keeps a group's temporaries near this many rows. Groups of uneven
+# chunks, or a single larger chunk, can hold more.
 _MAX_GROUP_ROWS = 1 << 17
 # When more than this fraction of a chunk's points change cluster, the statistics are
 # summed afresh instead of updated, because each change costs two gathered rows and a

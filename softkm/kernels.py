@@ -198,9 +198,11 @@ def distance_block(
 
 # Up to this many clusters, the scores are laid out as (n_clusters, rows): NumPy's row
 # maximum is vectorised along contiguous memory there, while its row argmax over so few
-# entries pays a per-row overhead several times larger. The label codes of
+# entries pays a per-row overhead several times larger. Measured on one thread (NumPy
+# 2.4, OpenBLAS 0.3.31, x86-64), the transposed layout assigned 1.1 to 5 times faster
+# from 33 to 96 clusters, and up to 1.2 times slower at 128. The label codes of
 # ``_hit_labels`` need 1.5 k^2 < 2^16.
-_TRANSPOSED_MAX_CLUSTERS = 32
+_TRANSPOSED_MAX_CLUSTERS = 96
 
 
 def assign_chunk(

@@ -268,7 +268,7 @@ def near_tie_case(dtype, n_clusters, seed=0):
     return X, centroids
 
 
-@pytest.mark.parametrize("n_clusters", [8, 64])
+@pytest.mark.parametrize("n_clusters", [8, 64, 128])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_labels_do_not_depend_on_other_rows(dtype, n_clusters):
     X, centroids = near_tie_case(dtype, n_clusters)
@@ -316,7 +316,7 @@ def test_subnormal_distances_get_the_float64_nearest():
     assert np.all(nearest >= 0)
 
 
-@pytest.mark.parametrize("n_clusters", [5, 40])
+@pytest.mark.parametrize("n_clusters", [5, 40, 128])
 def test_exact_ties_go_to_the_lowest_index_in_every_block(n_clusters):
     rng = np.random.default_rng(3)
     # More rows than one distance block holds, so ties occur in several blocks.
@@ -336,7 +336,7 @@ def test_exact_ties_go_to_the_lowest_index_in_every_block(n_clusters):
     assert np.all(second[~tied] >= nearest[~tied])
 
 
-@pytest.mark.parametrize("n_clusters", [4, 32, 40])
+@pytest.mark.parametrize("n_clusters", [4, 32, 40, 96, 97])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_two_nearest_ties(dtype, n_clusters):
     # Small integer coordinates make every product and sum exact, so equal centroids
