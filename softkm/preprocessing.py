@@ -32,8 +32,9 @@ _TRANSFORM_ENTRIES = 1 << 18
 
 # Columns with values beyond this magnitude are scaled down before they are summed.
 _HUGE_MAGNITUDE = 2.0**500
-# Up to this many columns, a block's extremes are taken on a transposed copy.
-_TRANSPOSED_EXTREMES_MAX_FEATURES = 16
+# A block's column extremes are taken over rows of at least this many entries (see
+# ``column_extremes``).
+_EXTREMES_ROW_ENTRIES = 256
 
 
 def _transform_rows(n_features: int) -> int:
@@ -179,13 +180,11 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
 
     # The first pass takes each column's extremes and sum together. Column reductions
     # along axis 0 pay a per-row overhead in NumPy when there are few columns, so the
-    # sums are matrix-vector products and, for few columns, the extremes are taken on
-    # a transposed (n_features, rows) copy.
+    # sums are matrix-vector products and the extremes are folded (column_extremes).
     def first_pass(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         block = X[rows].astype(np.float64)
-        columns = np.ascontiguousarray(block.T) if n_features <= _TRANSPOSED_EXTREMES_MAX_FEATURES else block
-        axis = 1 if columns is not block else 0
-        return columns.min(axis=axis), columns.max(axis=axis), weighted_sum(rows, block)
+        low, high = column_extremes(block)
+        return low, high, weighted_sum(rows, block)
 
     smallest = np.full(n_features, np.inf)
     largest_value = np.full(n_features, -np.inf)
@@ -232,6 +231,30 @@ def weighted_moments(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[n
         variance += total
     variance /= total_weight
     return mean * column_scale, unit * np.sqrt(variance) * column_scale
+
+
+def column_extremes(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the minimum and maximum of each column of a C-contiguous block (m, d).
+
+    NumPy reduces along axis 0 one row at a time, at a cost per row that dominates
+    when rows are short: about 1 ns per entry at 32 columns, against 0.2 ns at 256
+    (NumPy 2.4, x86-64). So ``f`` consecutive rows are viewed as one row of ``f d``
+    entries, reduced, and the ``f`` partial results folded into d columns. Extremes
+    are exact, so the result does not depend on the folding.
+    """
+    n_rows, n_features = block.shape
+    fold = max(1, _EXTREMES_ROW_ENTRIES // max(n_features, 1))
+    whole = n_rows - n_rows % fold
+    low = np.full(n_features, np.inf)
+    high = np.full(n_features, -np.inf)
+    if whole:
+        wide = block[:whole].reshape(whole // fold, fold * n_features)
+        low = wide.min(axis=0).reshape(fold, n_features).min(axis=0)
+        high = wide.max(axis=0).reshape(fold, n_features).max(axis=0)
+    if whole < n_rows:
+        low = np.minimum(low, block[whole:].min(axis=0))
+        high = np.maximum(high, block[whole:].max(axis=0))
+    return low, high
 
 
 def root_mean_square(values: np.ndarray) -> float:

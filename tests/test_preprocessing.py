@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from softkm.errors import ModelError
-from softkm.preprocessing import Preprocessing
+from softkm.preprocessing import Preprocessing, column_extremes
 
 
 def standardize(X, weights=None):
@@ -128,3 +128,15 @@ def test_dict_round_trip_is_exact():
 def test_from_invalid_dict_raises(data):
     with pytest.raises(ModelError, match="preprocessing"):
         Preprocessing.from_dict(data, 1)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (1, 3), (7, 2), (129, 2), (1000, 32), (8193, 32), (100, 300), (5, 1)])
+def test_column_extremes_match_numpy(shape):
+    block = np.random.default_rng(0).normal(size=shape)
+
+    low, high = column_extremes(block)
+
+    expected_low = block.min(axis=0) if shape[0] else np.full(shape[1], np.inf)
+    expected_high = block.max(axis=0) if shape[0] else np.full(shape[1], -np.inf)
+    np.testing.assert_array_equal(low, expected_low, err_msg=f"minimum of a {shape} block")
+    np.testing.assert_array_equal(high, expected_high, err_msg=f"maximum of a {shape} block")
