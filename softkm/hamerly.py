@@ -441,7 +441,7 @@ def _reassign(
         # Its squared rounding error, about n_features * eps times its square, is
         # within the rounding bound.
         residual = X - np.take(working, doubt_labels, axis=0)
-        exact = np.sqrt(np.einsum("ij,ij->i", residual, residual))
+        exact = np.sqrt(row_norms_squared(residual))
         chunk_upper[doubt] = exact
         rows = np.flatnonzero(exact > threshold[doubt])
         if len(rows) == 0:
