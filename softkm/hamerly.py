@@ -340,8 +340,9 @@ def _reassign(
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
     weights (k,) and squares (k,) that their move makes, or None when more than
     ``_MOVED_STATISTICS_FRACTION`` of the chunk moved and the caller must sum afresh.
-    The labels are left to the caller. The points in doubt are assigned by one product
-    of their rows, and a chunk mostly in doubt is assigned whole. Without
+    The labels are left to the caller. The chunks are handled in groups of consecutive
+    chunks (see below). A group's points in doubt are assigned by one product of their
+    rows, and a group mostly in doubt is assigned whole. Without
     ``keep_bounds`` the caller no longer needs the bounds, so a whole chunk's runner-up
     is not computed and the bounds are left invalid.
     """
@@ -390,7 +391,9 @@ def _reassign(
     measured_column[measured] = np.arange(len(measured))
 
     def moves(chunk: Chunk, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return the chunk's rows (local indices) whose nearest centroid changed, and their new labels."""
+        """Return the rows of ``chunk`` (a group's span, local indices) whose nearest
+        centroid changed, and their new labels.
+        """
         chunk_upper = upper[chunk.rows]
         chunk_lower = lower[chunk.rows]
         # np.take would convert the int32 labels to intp for each table it reads.

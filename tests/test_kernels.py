@@ -293,7 +293,7 @@ def test_near_ties_go_to_the_float64_nearest(dtype):
     exact = ((X.astype(np.float64)[:, None, :] - centroids.astype(np.float64)[None]) ** 2).sum(axis=2)
     ordered = np.sort(exact, axis=1)
     # Rows whose two nearest centroids differ by more than float64 rounding have one
-    # right answer, whatever the dtype of the data.
+    # correct label, whatever the dtype of the data.
     clear = ordered[:, 1] - ordered[:, 0] > 1e-12 * (1.0 + ordered[:, 0])
 
     assert clear.sum() > 0.9 * len(X)
@@ -317,9 +317,9 @@ def test_subnormal_distances_get_the_float64_nearest():
 
 
 @pytest.mark.parametrize("n_clusters", [5, 40, 128])
-def test_exact_ties_go_to_the_lowest_index_in_every_block(n_clusters):
+def test_exact_ties_lowest_index_per_block(n_clusters):
     rng = np.random.default_rng(3)
-    # More rows than one distance block holds, so ties occur in several blocks.
+    # More rows than one distance block, so ties occur in several blocks.
     X = rng.normal(size=(2 * block_rows(n_clusters) + 5, 4))
     centroids = rng.normal(size=(n_clusters, 4))
     centroids[3] = centroids[1]
