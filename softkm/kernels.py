@@ -383,9 +383,9 @@ def _nearest_candidates(X: np.ndarray, centroids: np.ndarray, candidates: np.nda
     the squared distance to it, both (n_tied,).
 
     ``candidates`` (n_tied, k) bool marks each row's centroids to compare, and
-    ``centroids`` (k, d) are float64. Each distance is ``|x - c|^2`` summed over one
-    row's squared residuals in float64, so it does not depend on the other rows, and
-    equal distances go to the lowest cluster index.
+    ``centroids`` (k, d) are float64. Each distance is ``|x - c|^2`` in float64 from
+    ``squared_residuals``, which sums each row on its own, so it does not depend on
+    the other rows, and equal distances go to the lowest cluster index.
 
     NOTE: each candidate pair costs a float64 residual of d entries, far more per row
     than the matrix product. With many identical centroids every row ties with all of
@@ -394,11 +394,10 @@ def _nearest_candidates(X: np.ndarray, centroids: np.ndarray, candidates: np.nda
     """
     pair_rows, pair_clusters = np.nonzero(candidates)
     distances = np.full(candidates.shape, np.inf)
+    # The pairs are taken a part at a time, so the gathered rows stay block-sized.
     for part in chunk_slices(len(pair_rows), max(1, _BLOCK_ENTRIES // max(X.shape[1], 1))):
-        residual = np.take(X, pair_rows[part], axis=0).astype(np.float64)  # (pairs, d)
-        residual -= np.take(centroids, pair_clusters[part], axis=0)
-        np.square(residual, out=residual)
-        distances[pair_rows[part], pair_clusters[part]] = residual.sum(axis=1)
+        rows = np.take(X, pair_rows[part], axis=0)  # (pairs, d)
+        distances[pair_rows[part], pair_clusters[part]] = squared_residuals(rows, centroids, pair_clusters[part])
     winners = np.argmin(distances, axis=1)
     return winners, distances[np.arange(len(winners)), winners]
 
