@@ -339,12 +339,12 @@ def _reassign(
     measured instead: every point's computed distance to them enters its lower bound.
     Yields, chunk by chunk in row order, the rows whose nearest centroid changed, their
     new labels and, ``with_statistics``, the change of the per-cluster sums (k, d),
-    weights (k,) and squares (k,) that their move makes, or None when more than
+    weights (k,), squares (k,) and members (k,) that their move makes, or None when more than
     ``_MOVED_STATISTICS_FRACTION`` of the chunk moved and the caller must sum afresh.
     The labels are left to the caller. The chunks are handled in groups of consecutive
     chunks (see below). A group's points in doubt are assigned by one product of their
     rows, and a group mostly in doubt is assigned whole. Without
-    ``keep_bounds`` the caller no longer needs the bounds, so a whole chunk's runner-up
+    ``keep_bounds`` the caller no longer needs the bounds, so a whole group's runner-up
     is not computed and the bounds are left invalid.
     """
     labels, upper, lower, relocated = bounds.labels, bounds.upper, bounds.lower, bounds.relocated
@@ -403,11 +403,17 @@ def _reassign(
         chunk_upper += np.take(delta, own_index)
         chunk_lower -= np.take(drop, own_index)
 
-        # A point is settled when its upper bound is below the threshold of its lower
-        # bound or of its half gap, which leave room for the rounding.
-        threshold = _settling_threshold(chunk_lower, rounding_bound)
-        np.maximum(threshold, np.take(half_gap, own_index), out=threshold)
-        doubt = np.flatnonzero(chunk_upper > threshold)
+        def in_doubt() -> tuple[np.ndarray, np.ndarray]:
+            """Return the settling thresholds and the rows above them (local indices).
+
+            A point is settled when its upper bound is below the threshold of its lower
+            bound or of its half gap, which leave room for the rounding.
+            """
+            threshold = _settling_threshold(chunk_lower, rounding_bound)
+            np.maximum(threshold, np.take(half_gap, own_index), out=threshold)
+            return threshold, np.flatnonzero(chunk_upper > threshold)
+
+        threshold, doubt = in_doubt()
         if len(measured):
             # The measured distances can only lower the lower bounds, so the points in
             # doubt so far stay in doubt. When they already send the whole chunk to a
@@ -419,23 +425,19 @@ def _reassign(
                     np.take(measured_column, own_index),
                 )
                 np.minimum(chunk_lower, nearest_measured, out=chunk_lower)
-                threshold = _settling_threshold(chunk_lower, rounding_bound)
-                np.maximum(threshold, np.take(half_gap, own_index), out=threshold)
-                doubt = np.flatnonzero(chunk_upper > threshold)
+                threshold, doubt = in_doubt()
         if len(doubt) == 0:
             return doubt, own[doubt]
-        if not keep_bounds and len(doubt) > _FULL_PASS_FRACTION * len(own):
-            # Many points in doubt and no bounds to keep: the whole chunk is assigned
-            # without the runner-up.
-            found, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
-            changed = np.flatnonzero(found != own)
-            return changed, found[changed]
         if len(doubt) > _FULL_PASS_FRACTION * len(own):
             # Most points are in doubt, as in the first iterations: gathering them costs
-            # more than assigning the whole chunk, which gives the same labels.
-            found, nearest, second = assign_two_nearest(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
-            chunk_upper[:] = np.sqrt(nearest)
-            chunk_lower[:] = np.sqrt(second)
+            # more than assigning the whole group, which gives the same labels. Without
+            # bounds to keep, the runner-up is not needed.
+            if keep_bounds:
+                found, nearest, second = assign_two_nearest(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
+                chunk_upper[:] = np.sqrt(nearest)
+                chunk_lower[:] = np.sqrt(second)
+            else:
+                found, _ = assign_chunk(chunk.X, chunk.x_squared_norms, working, c_squared_norms)
             changed = np.flatnonzero(found != own)
             return changed, found[changed]
         # np.take gathers rows many times faster than fancy indexing when they are short.
