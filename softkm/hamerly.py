@@ -61,7 +61,7 @@ _MARGIN_FACTOR = 16.0
 # Above this fraction of points in doubt, a chunk is assigned whole.
 _FULL_PASS_FRACTION = 0.5
 # The bounded step splits the data into at least n_samples / this many groups of
-# chunks, which keeps a group's temporaries near this many rows (about 20 MB). Groups
+# chunks, which keeps a group's temporaries near this many rows (an estimated 20 MB). Groups
 # of uneven chunks, or a single larger chunk, can hold more. On 1,000,000 x 2 float32
 # rows, 4 groups of 2^18 rows made a steady iteration about 15% faster than 8 of 2^17.
 _MAX_GROUP_ROWS = 1 << 19

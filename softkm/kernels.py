@@ -210,9 +210,9 @@ def distance_block(
 # Up to this many clusters, the scores are laid out as (n_clusters, rows): NumPy's row
 # maximum is vectorised along contiguous memory there, while its row argmax over so few
 # entries pays a per-row overhead several times larger. Measured on one thread (NumPy
-# 2.4, OpenBLAS 0.3.31, x86-64), the transposed layout assigned 1.1 to 5 times faster
-# from 33 to 96 clusters, and up to 1.2 times slower at 128. The label codes of
-# ``_hit_labels`` need 1.5 k^2 < 2^16.
+# 2.4, OpenBLAS 0.3.31, x86-64), the transposed layout assigned up to 5 times faster
+# from 33 to 96 clusters (a few float64 cases were up to 1.1 times slower), and up to
+# 1.2 times slower at 128. The label codes of ``_hit_labels`` need 1.5 k^2 < 2^16.
 _TRANSPOSED_MAX_CLUSTERS = 96
 
 
@@ -296,7 +296,7 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     labels = np.empty(n_rows, dtype=np.int64)
     best = np.empty(n_rows, dtype=X.dtype)
     runner_up = np.full(n_rows, -np.inf, dtype=X.dtype) if second else None
-    # Scores are half squared distances, so their tolerance is half the distances' one.
+    # Scores are half squared distances, so their tolerance is half that of the distances.
     half_tolerance = tie_tolerance(X.dtype, n_features, x_squared_norms, c_squared_norms)
     half_tolerance *= 0.5
     # The rows with a near tie and their candidate centroids (ties, k), block by block.
@@ -373,7 +373,7 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
         labels[tied_rows] = winners
         nearest[tied_rows] = distances
         if second:
-            # Another centroid ties with the nearest one.
+            # Another centroid ties with the nearest one, so the runner-up is as near.
             second_nearest[tied_rows] = distances
     return labels, nearest, second_nearest
 

@@ -488,7 +488,7 @@ def test_final_step_reassigns_near_ties():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_labels_do_not_depend_on_chunking(dtype):
+def test_labels_independent_of_chunking(dtype):
     # Each blob has two centroids closer than float32 rounding, so many points tie
     # within rounding.
     rng = np.random.default_rng(5)

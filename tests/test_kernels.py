@@ -270,7 +270,7 @@ def near_tie_case(dtype, n_clusters, seed=0):
 
 @pytest.mark.parametrize("n_clusters", [8, 64, 128])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_labels_do_not_depend_on_other_rows(dtype, n_clusters):
+def test_labels_independent_of_other_rows(dtype, n_clusters):
     X, centroids = near_tie_case(dtype, n_clusters)
     labels, nearest = assign_chunk(*kernel_inputs(X, centroids))
     order = np.random.default_rng(1).permutation(len(X))
@@ -287,7 +287,7 @@ def test_labels_do_not_depend_on_other_rows(dtype, n_clusters):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_near_ties_go_to_the_float64_nearest(dtype):
+def test_near_ties_use_float64_nearest(dtype):
     X, centroids = near_tie_case(dtype, 8, seed=2)
     labels, _ = assign_chunk(*kernel_inputs(X, centroids))
     exact = ((X.astype(np.float64)[:, None, :] - centroids.astype(np.float64)[None]) ** 2).sum(axis=2)
@@ -300,7 +300,7 @@ def test_near_ties_go_to_the_float64_nearest(dtype):
     np.testing.assert_array_equal(labels[clear], np.argmin(exact, axis=1)[clear])
 
 
-def test_subnormal_distances_get_the_float64_nearest():
+def test_subnormal_distances_use_float64():
     # Squared norms near 1e-44 are subnormal in float32, where rounding is absolute,
     # so a tolerance relative to the norms alone would be 0 and miss the tie.
     rng = np.random.default_rng(3)
