@@ -212,7 +212,7 @@ def distance_block(
 # entries pays a per-row overhead several times larger. Measured on one thread (NumPy
 # 2.4, OpenBLAS 0.3.31, x86-64), the transposed layout assigned up to 5 times faster
 # from 33 to 96 clusters (a few float64 cases were up to 1.1 times slower), and up to
-# 1.2 times slower at 128. The label codes of ``_hit_labels`` need 1.5 k^2 < 2^16.
+# 1.2 times slower at 128.
 _TRANSPOSED_MAX_CLUSTERS = 96
 
 
@@ -407,12 +407,15 @@ def _hit_labels(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     and the columns with more than one True.
 
     Columns with no True (all scores NaN) get 0. Returns (m,) int64 and (ties,) intp.
+    NumPy's argmax along axis 0 of a (k, m) block was about 10 times slower than this
+    (NumPy 2.4, x86-64).
     """
     n_clusters = hits.shape[0]
     # With weights k + c, a column with one True at row c sums to k + c < 2k, and a
     # column with two or more sums to at least k + (k + 1) = 2k + 1. Even with every
-    # entry True the sum, 1.5 k^2 at most, fits in 16 bits for these small k.
-    weights = np.arange(n_clusters, 2 * n_clusters, dtype=np.uint16)
+    # entry True the sum is below 1.5 k^2, which fits in 16 bits up to k = 209.
+    code_type = np.uint16 if 3 * n_clusters * n_clusters < 2 * 2**16 else np.uint32
+    weights = np.arange(n_clusters, 2 * n_clusters, dtype=code_type)
     codes = np.einsum("k,km->m", weights, hits.view(np.uint8))  # (m,)
     labels = codes.astype(np.int64)
     labels -= n_clusters
@@ -681,16 +684,20 @@ class _BlockWorkspace:
     def __init__(self, n_clusters: int, n_features: int, max_rows: int, dtype: np.dtype) -> None:
         self.scores = np.empty(n_clusters * max_rows, dtype=dtype)
         self.exponentials = np.empty(n_clusters * max_rows, dtype=dtype)
-        self.scaled_rows = np.empty(max_rows * n_features, dtype=dtype)
+        # (m, d) scaled rows, or with few features (d + 1, m): X^T scaled, and the scale.
+        self.scaled_rows = np.empty(max_rows * (n_features + 1), dtype=dtype)
 
-    def blocks(self, n_clusters: int, n_rows: int, n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return C-contiguous (k, m), (k, m) and (m, d) views for a block of n_rows rows."""
+    def blocks(self, n_clusters: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return two C-contiguous (k, m) views for a block of n_rows rows."""
         entries = n_clusters * n_rows
         return (
             self.scores[:entries].reshape(n_clusters, n_rows),
             self.exponentials[:entries].reshape(n_clusters, n_rows),
-            self.scaled_rows[: n_rows * n_features].reshape(n_rows, n_features),
         )
+
+    def rows(self, shape: tuple[int, int], start: int = 0) -> np.ndarray:
+        """Return a C-contiguous view of the given shape into the scaled-rows buffer."""
+        return self.scaled_rows[start : start + shape[0] * shape[1]].reshape(shape)
 
 
 def _scores_fit_prescaled(x_squared_norms: np.ndarray, c_squared_norms: np.ndarray, temperature: float) -> bool:
@@ -736,8 +743,10 @@ def _relaxed_block(
     ``_scores_fit_prescaled``), so the scores are already in logit units and the block
     needs neither a scaling pass nor the clip.
     """
-    scores, exponentials, scaled_rows = workspace.blocks(centroids.shape[0], X.shape[0], X.shape[1])
-    np.matmul(centroids, features_major(X), out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
+    n_clusters, n_features = centroids.shape
+    scores, exponentials = workspace.blocks(n_clusters, X.shape[0])
+    rows_major = features_major(X)  # (d, m)
+    np.matmul(centroids, rows_major, out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
     scores -= half_norms[:, None]
     best = scores.max(axis=0)  # (m,)
     if prescaled:
@@ -768,31 +777,32 @@ def _relaxed_block(
         exponentials -= exponentials.max(axis=0)
         np.exp(exponentials, out=exponentials)
     inverse_sums = 1.0 / exponentials.sum(axis=0)  # (m,), each sum is >= 1
-    mean_logits = np.einsum("ij,ij->j", exponentials, logits)  # (m,)
-    mean_logits *= inverse_sums  # sum_c p_c logits_c = -(dbar - d_min) / T
+    row_factor = inverse_sums if sample_weight is None else inverse_sums * sample_weight.astype(X.dtype)
 
     if straight_through:
-        winners = np.argmax(exponentials, axis=0)
+        # The largest entry of every column is exp(0) = 1 exactly, so the first entry
+        # equal to 1 is the column's argmax.
+        winners, _ = _hit_labels(exponentials == 1.0)
         winner_logits = logits[winners, np.arange(len(winners))]
-        row_objective = nearest - temperature * winner_logits
-        # G = h + p (logits - mean): the one-hot part is added after the product.
-        logits -= mean_logits
-    else:
-        row_objective = nearest - temperature * mean_logits
-        # G = p (1 - (d - dbar) / T) = p (1 + logits - mean).
-        logits += 1.0 - mean_logits
+    # G / (r w) = E (1 + logits - mean), or E (logits - mean) straight through (where
+    # the one-hot part is added after the product), with mean = sum_c p_c logits_c =
+    # -(dbar - d_min) / T.
+    offset = 0.0 if straight_through else 1.0
+    mean_logits = np.einsum("ij,ij->j", exponentials, logits)  # (m,)
+    mean_logits *= inverse_sums
+    logits += offset - mean_logits
     logits *= exponentials  # (k, m), G / (r w)
     gradient_weights = logits
-
-    row_factor = inverse_sums if sample_weight is None else inverse_sums * sample_weight.astype(X.dtype)
-    np.multiply(X, row_factor[:, None], out=scaled_rows)  # (m, d)
-    sums = (gradient_weights @ scaled_rows).astype(np.float64)  # (k, d)
-    weights = (gradient_weights @ row_factor).astype(np.float64)  # (k,)
+    sums, weights = _gradient_products(gradient_weights, X, rows_major, row_factor, workspace)
     mass = (exponentials @ row_factor).astype(np.float64)  # (k,)
+
     if straight_through:
-        one_hot_sums, one_hot_weights = cluster_sums(X, winners, sample_weight, centroids.shape[0])
+        row_objective = nearest - temperature * winner_logits
+        one_hot_sums, one_hot_weights = cluster_sums(X, winners, sample_weight, n_clusters)
         sums += one_hot_sums
         weights += one_hot_weights
+    else:
+        row_objective = nearest - temperature * mean_logits
 
     total.objective += weighted_total(row_objective, sample_weight)
     total.inertia += weighted_total(nearest, sample_weight)
@@ -802,6 +812,43 @@ def _relaxed_block(
     if memberships_out is not None:
         exponentials *= inverse_sums
         memberships_out[...] = exponentials.T
+
+
+# Measured on one thread (OpenBLAS 0.3.31, x86-64, float32 and float64): a (k, m) block
+# times an (m, n) matrix took about one matrix-vector product's time per column for
+# n <= 3, and 2 to 5 times longer from n = 4 on.
+_THIN_PRODUCT_MAX_COLUMNS = 3
+
+
+def _gradient_products(
+    gradient_weights: np.ndarray,  # (k, m)
+    X: np.ndarray,  # (m, d)
+    rows_major: np.ndarray,  # (d, m), from features_major(X)
+    row_factor: np.ndarray,  # (m,)
+    workspace: _BlockWorkspace,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``G' (X * r)`` (k, d) and ``G' r`` (k,) in float64, for G' (k, m) and r (m,).
+
+    With few features the rows are scaled in the (d, m) layout, where the product runs
+    along contiguous memory, and both results come from one thin product.
+    """
+    n_features, n_rows = rows_major.shape
+    if n_features + 1 <= _THIN_PRODUCT_MAX_COLUMNS:
+        factors = workspace.rows((n_features + 1, n_rows))  # (d + 1, m): X^T scaled, then r
+        np.multiply(rows_major, row_factor, out=factors[:n_features])
+        factors[n_features] = row_factor
+        products = (gradient_weights @ factors.T).astype(np.float64)  # (k, d + 1)
+        return products[:, :n_features], products[:, n_features]
+    if n_features <= _COPY_TRANSPOSE_MAX_FEATURES:
+        scaled = workspace.rows((n_features, n_rows))
+        np.multiply(rows_major, row_factor, out=scaled)
+        scaled = scaled.T  # (m, d)
+    else:
+        scaled = workspace.rows(X.shape)
+        np.multiply(X, row_factor[:, None], out=scaled)
+    sums = (gradient_weights @ scaled).astype(np.float64)  # (k, d)
+    weights = (gradient_weights @ row_factor).astype(np.float64)  # (k,)
+    return sums, weights
 
 
 def membership_logits(shifted: np.ndarray, temperature: float) -> np.ndarray:

@@ -38,7 +38,7 @@ N_FEATURES = 5
 N_CLUSTERS = 6
 
 
-def make_case(case, dtype, seed=0, weighted=False):
+def make_case(case, dtype, seed=0, weighted=False, n_features=N_FEATURES):
     """Build X (n, d), centroids (k, d) in ``dtype`` and float64 weights or None.
 
     ``random`` is N(0, 3^2) data. ``offset`` is 1e4 + N(0, 1) data, centred and scaled
@@ -47,9 +47,9 @@ def make_case(case, dtype, seed=0, weighted=False):
     """
     rng = np.random.default_rng(seed)
     if case == "random":
-        X = rng.normal(scale=3.0, size=(N_SAMPLES, N_FEATURES))
+        X = rng.normal(scale=3.0, size=(N_SAMPLES, n_features))
     else:
-        raw = 1e4 + rng.normal(size=(N_SAMPLES, N_FEATURES))
+        raw = 1e4 + rng.normal(size=(N_SAMPLES, n_features))
         X = Preprocessing.fit(raw).transform(raw, np.float64)
     centroids = X[rng.choice(N_SAMPLES, N_CLUSTERS, replace=False)]
     centroids = centroids + rng.normal(scale=0.1, size=centroids.shape)
@@ -419,13 +419,13 @@ def test_hard_chunk_matches_reference(dtype, case, weighted):
 RELAXED_VARIANTS = ["soft", "noise", "straight_through"]
 
 
-def relaxed_problem(case, dtype, weighted, variant):
+def relaxed_problem(case, dtype, weighted, variant, n_features=N_FEATURES):
     """Return (X, weights, centroids, temperature, noise, straight_through) for one variant.
 
     The temperature is half the mean squared distance to the nearest centroid, the
     engine's default ``tau * s``. The noise is Gumbel noise divided by tau = 0.5.
     """
-    X, centroids, sample_weight = make_case(case, dtype, weighted=weighted)
+    X, centroids, sample_weight = make_case(case, dtype, weighted=weighted, n_features=n_features)
     temperature = 0.5 * float(reference_distances(X, centroids).min(axis=1).mean())
     noise = None
     if variant in ("noise", "straight_through"):
@@ -433,13 +433,16 @@ def relaxed_problem(case, dtype, weighted, variant):
     return X, sample_weight, centroids, temperature, noise, variant == "straight_through"
 
 
+# The kernel takes separate code paths for 1 or 2 features (one thin product for the
+# gradient's sums and weights), 3 (rows scaled in the features-major layout) and more.
+@pytest.mark.parametrize("n_features", [1, 2, 3, N_FEATURES])
 @pytest.mark.parametrize("variant", RELAXED_VARIANTS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant):
+def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant, n_features):
     X, sample_weight, centroids, temperature, noise, straight_through = relaxed_problem(
-        case, dtype, weighted, variant
+        case, dtype, weighted, variant, n_features
     )
     stats, memberships = relaxed_chunk(
         X, row_norms_squared(X), sample_weight, centroids, row_norms_squared(centroids), temperature,
@@ -476,6 +479,26 @@ def test_relaxed_chunk_noise_rng_matches_array(dtype):
     assert np.array_equal(drawn.sums, passed.sums)
     assert np.array_equal(drawn.weights, passed.weights)
     assert np.array_equal(drawn.mass, passed.mass)
+
+
+@pytest.mark.parametrize("n_features", [2, N_FEATURES])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_straight_through_tie_lowest_index(dtype, n_features):
+    # Clusters 1 and 3 are the same point, so every row nearer to it than to the others
+    # has two equal memberships. Its one-hot part must go to cluster 1, as argmax does.
+    X, _, _ = make_case("random", dtype, n_features=n_features)
+    centroids = X[[0, 5, 9, 5]].copy()
+
+    stats, _ = relaxed_chunk(
+        X, row_norms_squared(X), None, centroids, row_norms_squared(centroids), 1.0, straight_through=True
+    )
+    expected, memberships = reference_relaxed(X, None, centroids, 1.0, None, True)
+
+    tied_rows = np.count_nonzero(memberships.argmax(axis=1) == 1)
+    assert tied_rows > 0, "no row has cluster 1 as its nearest centroid; the test needs one"
+    # The one-hot parts alone differ by at least one row's |x| if a tie went to cluster 3.
+    np.testing.assert_allclose(stats.weights, expected["weights"], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(stats.sums, expected["sums"], rtol=0, atol=1e-2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
