@@ -633,6 +633,11 @@ def relaxed_chunk(
     nearest = np.empty(X.shape[0], dtype=X.dtype) if first_row is not None else None
     half_norms = 0.5 * c_squared_norms
     prescaled = _scores_fit_prescaled(x_squared_norms, c_squared_norms, temperature)
+    if noise_rng is not None:
+        noise_span = _GUMBEL_SPAN * abs(noise_scale)
+    else:
+        noise_span = 0.0 if noise is None or noise.size == 0 else float(np.ptp(noise))
+    exp_floor = _exp_floor(X.dtype, x_squared_norms, c_squared_norms, temperature, noise_span)
     if prescaled:
         centroids = centroids * (2.0 / temperature)
         half_norms = half_norms * (2.0 / temperature)
@@ -652,6 +657,7 @@ def relaxed_chunk(
             half_norms,
             temperature,
             prescaled,
+            exp_floor,
             block_noise,
             straight_through,
             None if memberships is None else memberships[rows],
@@ -670,6 +676,31 @@ _LOGIT_FLOOR = -1e4
 # Scores scaled by 2 / T stay below this in magnitude, far from the float32 maximum
 # (3.4e38), when the kernel scales the centroids before the matrix product.
 _PRESCALED_SCORE_LIMIT = 1e30
+
+
+# NumPy 2.4's float64 exp() ran 7 to 40 times slower for arguments below about -708,
+# whose results are subnormal or 0, than for others (x86-64 with AVX-512). Clipped to
+# this floor, an entry becomes exp(-700), about 1e-304, against a row sum of at least 1:
+# no output moves by more than about 1e-300 of its size.
+_EXP_FLOOR = -700.0
+# Gumbel noise from gumbel_noise lies within [-2.81, 16.64], times its scale.
+_GUMBEL_SPAN = 19.5
+
+
+def _exp_floor(
+    dtype: np.dtype, x_squared_norms: np.ndarray, c_squared_norms: np.ndarray, temperature: float, noise_span: float
+) -> float | None:
+    """Return ``_EXP_FLOOR`` if a float64 chunk's exponent can fall below it, else None.
+
+    An exponent is a logit ``-(d_xc - d_min) / T >= -(|x| + |c|)^2 / T`` minus at most
+    the noise's span, so the largest norms of the chunk and the centroids bound it. The
+    float32 exp() has no slow range, and float32 chunks are never clipped.
+    """
+    if dtype != np.float64:
+        return None
+    largest = math.sqrt(float(x_squared_norms.max(initial=0.0))) + math.sqrt(float(c_squared_norms.max(initial=0.0)))
+    deepest = largest * largest / temperature + noise_span
+    return None if deepest < -_EXP_FLOOR else _EXP_FLOOR
 
 
 class _BlockWorkspace:
@@ -723,6 +754,7 @@ def _relaxed_block(
     half_norms: np.ndarray,
     temperature: float,
     prescaled: bool,
+    exp_floor: float | None,
     noise: np.ndarray | None,  # (k, m)
     straight_through: bool,
     memberships_out: np.ndarray | None,
@@ -741,7 +773,8 @@ def _relaxed_block(
 
     With ``prescaled`` the centroids and half norms come multiplied by 2 / T (see
     ``_scores_fit_prescaled``), so the scores are already in logit units and the block
-    needs neither a scaling pass nor the clip.
+    needs neither a scaling pass nor the clip. With an ``exp_floor`` (see ``_exp_floor``)
+    the arguments of the exponential are clipped to it.
     """
     n_clusters, n_features = centroids.shape
     scores, exponentials = workspace.blocks(n_clusters, X.shape[0])
@@ -770,11 +803,17 @@ def _relaxed_block(
         if logits.min() < _LOGIT_FLOOR:
             np.maximum(logits, _LOGIT_FLOOR, out=logits)
 
-    if noise is None:
-        np.exp(logits, out=exponentials)  # (k, m), every column's maximum is exp(0) = 1
+    # The exponentials (k, m) have a maximum of exp(0) = 1 in every column.
+    if noise is None and exp_floor is None:
+        np.exp(logits, out=exponentials)
     else:
-        np.add(logits, noise, out=exponentials)
-        exponentials -= exponentials.max(axis=0)
+        if noise is None:
+            np.maximum(logits, exp_floor, out=exponentials)
+        else:
+            np.add(logits, noise, out=exponentials)
+            exponentials -= exponentials.max(axis=0)
+            if exp_floor is not None:
+                np.maximum(exponentials, exp_floor, out=exponentials)
         np.exp(exponentials, out=exponentials)
     inverse_sums = 1.0 / exponentials.sum(axis=0)  # (m,), each sum is >= 1
     row_factor = inverse_sums if sample_weight is None else inverse_sums * sample_weight.astype(X.dtype)

@@ -8,12 +8,15 @@ roundoff 6e-8) and 1e-12 in float64. Quantities derived from the distances get
 first-order error bounds built from it.
 """
 
+import math
+
 import numpy as np
 import pytest
 
 from softkm.chunks import ChunkedData, farthest_points
 from softkm.kernels import (
     _BLOCK_ENTRIES,
+    _exp_floor,
     ChunkStats,
     FarthestRows,
     assign_chunk,
@@ -32,6 +35,9 @@ from softkm.preprocessing import Preprocessing
 
 DTYPES = [np.float32, np.float64]
 ROUNDING = {np.float32: 1e-6, np.float64: 1e-12}
+# The float64 kernel clips exponents below -700 (see _exp_floor), so a membership that
+# is 0 in exact arithmetic can come out as exp(-700), about 1e-304.
+CLIPPED_MEMBERSHIP = math.exp(-700.0)
 CASES = ["random", "offset"]
 N_SAMPLES = 240
 N_FEATURES = 5
@@ -433,17 +439,8 @@ def relaxed_problem(case, dtype, weighted, variant, n_features=N_FEATURES):
     return X, sample_weight, centroids, temperature, noise, variant == "straight_through"
 
 
-# The kernel takes separate code paths for 1 or 2 features (one thin product for the
-# gradient's sums and weights), 3 (rows scaled in the features-major layout) and more.
-@pytest.mark.parametrize("n_features", [1, 2, 3, N_FEATURES])
-@pytest.mark.parametrize("variant", RELAXED_VARIANTS)
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant, n_features):
-    X, sample_weight, centroids, temperature, noise, straight_through = relaxed_problem(
-        case, dtype, weighted, variant, n_features
-    )
+def assert_relaxed_matches_reference(X, sample_weight, centroids, temperature, noise, straight_through):
+    """Check every output of ``relaxed_chunk`` against the float64 reference and its bounds."""
     stats, memberships = relaxed_chunk(
         X, row_norms_squared(X), sample_weight, centroids, row_norms_squared(centroids), temperature,
         noise=noise, straight_through=straight_through, return_responsibilities=True,
@@ -452,15 +449,41 @@ def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant, n_featu
         X, sample_weight, centroids, temperature, noise, straight_through
     )
     bounds = relaxed_error_bounds(
-        X, sample_weight, centroids, temperature, noise, straight_through, ROUNDING[dtype]
+        X, sample_weight, centroids, temperature, noise, straight_through, ROUNDING[X.dtype.type]
     )
 
-    assert np.all(np.abs(memberships - expected_memberships) <= bounds["memberships"])
+    assert np.all(np.abs(memberships - expected_memberships) <= bounds["memberships"] + CLIPPED_MEMBERSHIP)
     assert abs(stats.objective - expected["objective"]) <= bounds["objective"]
     assert abs(stats.inertia - expected["inertia"]) <= bounds["inertia"]
     assert np.all(np.abs(stats.mass - expected["mass"]) <= bounds["mass"])
     assert np.all(np.abs(stats.weights - expected["weights"]) <= bounds["weights"])
     assert np.all(np.abs(stats.sums - expected["sums"]) <= bounds["sums"])
+
+
+# The kernel takes separate code paths for 1 or 2 features (one thin product for the
+# gradient's sums and weights), 3 (rows scaled in the features-major layout) and more.
+@pytest.mark.parametrize("n_features", [1, 2, 3, N_FEATURES])
+@pytest.mark.parametrize("variant", RELAXED_VARIANTS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_chunk_matches_reference(dtype, case, weighted, variant, n_features):
+    assert_relaxed_matches_reference(*relaxed_problem(case, dtype, weighted, variant, n_features))
+
+
+@pytest.mark.parametrize("variant", RELAXED_VARIANTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_chunk_low_temperature_matches_reference(dtype, variant):
+    # At 1/200 of the usual temperature, many float64 exponents fall below -700 and the
+    # kernel clips them (float32 never clips). The outputs must still match the reference.
+    X, sample_weight, centroids, temperature, noise, straight_through = relaxed_problem(
+        "random", dtype, True, variant
+    )
+    temperature /= 200.0
+    clipped = _exp_floor(X.dtype, row_norms_squared(X), row_norms_squared(centroids), temperature, 0.0)
+    assert (clipped is not None) == (dtype == np.float64)
+
+    assert_relaxed_matches_reference(X, sample_weight, centroids, temperature, noise, straight_through)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
