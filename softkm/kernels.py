@@ -248,6 +248,13 @@ def assign_two_nearest(
 # This was measured on x86-64 in float32 and float64. From d = 4 on, the copy costs more.
 _COPY_TRANSPOSE_MAX_FEATURES = 3
 
+# Measured on one thread (OpenBLAS 0.3.31, x86-64, float32 and float64): a (k, m) block
+# times an (m, n) matrix took about one matrix-vector product's time per column for
+# n <= 3, and 2 to 5 times longer from n = 4 on. The (k, n) x (n, m) product of the
+# scores behaves alike: with n = 3 (two features and a row of ones) it ran 8 to 26%
+# faster than with n = 2 plus a subtraction, and with n = 4 up to 22% slower.
+_THIN_PRODUCT_MAX_COLUMNS = 3
+
 # With S = |x|^2 + max |c|^2, the gap between two squared distances computed by the
 # expansion |x|^2 - 2 x.c + |c|^2 (x.c a dot product of d terms, |c|^2 a sum of d
 # squares) is within 2 (d + 1) eps S of the exact gap in the worst case, by the
@@ -281,6 +288,31 @@ def features_major(X: np.ndarray) -> np.ndarray:
     return X.T
 
 
+class _AugmentedRows:
+    """Scores ``x.c - |c|^2 / 2`` (k, m) of few-feature blocks from one matrix product.
+
+    The block's features-major copy (see ``features_major``) gets a row of ones, and the
+    centroids a column of ``-|c|^2 / 2``, so the product includes the subtraction and
+    the block needs no pass of its own for it. The ones are written once per buffer.
+    """
+
+    def __init__(self, centroids: np.ndarray, half_norms: np.ndarray, max_rows: int) -> None:
+        n_features = centroids.shape[1]
+        self.centroids = np.empty((centroids.shape[0], n_features + 1), dtype=centroids.dtype)
+        self.centroids[:, :n_features] = centroids
+        self.centroids[:, n_features] = -half_norms
+        self.rows = np.empty((n_features + 1, max_rows), dtype=centroids.dtype)  # (d + 1, m)
+        self.rows[n_features] = 1.0
+
+    def scores(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write the scores of X (m, d) into ``out`` (k, m) and return the (d, m) rows used."""
+        n_rows, n_features = X.shape
+        rows = self.rows[:, :n_rows]
+        rows[:n_features] = X.T
+        np.matmul(self.centroids, rows, out=out)
+        return rows[:n_features]
+
+
 def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     """Return labels, nearest and (if ``second``) second-nearest squared distances.
 
@@ -305,13 +337,19 @@ def _assign(X, x_squared_norms, centroids, c_squared_norms, second: bool):
     # One score buffer serves every block (see _BlockWorkspace for why).
     rows_per_block = min(block_rows(n_clusters), max(n_rows, 1))
     buffer = np.empty(rows_per_block * n_clusters, dtype=X.dtype)
+    augmented = None
+    if transposed and n_features + 1 <= _THIN_PRODUCT_MAX_COLUMNS:
+        augmented = _AugmentedRows(centroids, half_norms, rows_per_block)
 
     for rows in chunk_slices(n_rows, rows_per_block):
         size = (rows.stop - rows.start) * n_clusters
         if transposed:
             scores = buffer[:size].reshape(n_clusters, -1)  # (k, m)
-            np.matmul(centroids, features_major(X[rows]), out=scores)
-            scores -= half_norms[:, None]
+            if augmented is not None:
+                augmented.scores(X[rows], out=scores)
+            else:
+                np.matmul(centroids, features_major(X[rows]), out=scores)
+                scores -= half_norms[:, None]
             block_best = scores.max(axis=0)
             # One hit per row, the best score, unless another score is within the
             # tolerance of it.
@@ -643,6 +681,8 @@ def relaxed_chunk(
         half_norms = half_norms * (2.0 / temperature)
     rows_per_block = block_rows(n_clusters)
     workspace = _BlockWorkspace(n_clusters, n_features, min(rows_per_block, X.shape[0]), X.dtype)
+    if n_features + 1 <= _THIN_PRODUCT_MAX_COLUMNS:
+        workspace.augmented = _AugmentedRows(centroids, half_norms, min(rows_per_block, X.shape[0]))
     for rows in chunk_slices(X.shape[0], rows_per_block):
         if noise_rng is not None:
             # Left in float32: the addition to the logits converts it on the fly.
@@ -717,6 +757,8 @@ class _BlockWorkspace:
         self.exponentials = np.empty(n_clusters * max_rows, dtype=dtype)
         # (m, d) scaled rows, or with few features (d + 1, m): X^T scaled, and the scale.
         self.scaled_rows = np.empty(max_rows * (n_features + 1), dtype=dtype)
+        # Set by the caller for blocks whose scores come from one augmented product.
+        self.augmented: _AugmentedRows | None = None
 
     def blocks(self, n_clusters: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Return two C-contiguous (k, m) views for a block of n_rows rows."""
@@ -778,9 +820,13 @@ def _relaxed_block(
     """
     n_clusters, n_features = centroids.shape
     scores, exponentials = workspace.blocks(n_clusters, X.shape[0])
-    rows_major = features_major(X)  # (d, m)
-    np.matmul(centroids, rows_major, out=scores)  # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
-    scores -= half_norms[:, None]
+    # (k, m), x.c - |c|^2 / 2 = (|x|^2 - d) / 2 once shifted
+    if workspace.augmented is not None:
+        rows_major = workspace.augmented.scores(X, out=scores)  # (d, m)
+    else:
+        rows_major = features_major(X)
+        np.matmul(centroids, rows_major, out=scores)
+        scores -= half_norms[:, None]
     best = scores.max(axis=0)  # (m,)
     if prescaled:
         nearest = x_squared_norms - temperature * best  # (m,) squared distance to the nearest centroid
@@ -851,12 +897,6 @@ def _relaxed_block(
     if memberships_out is not None:
         exponentials *= inverse_sums
         memberships_out[...] = exponentials.T
-
-
-# Measured on one thread (OpenBLAS 0.3.31, x86-64, float32 and float64): a (k, m) block
-# times an (m, n) matrix took about one matrix-vector product's time per column for
-# n <= 3, and 2 to 5 times longer from n = 4 on.
-_THIN_PRODUCT_MAX_COLUMNS = 3
 
 
 def _gradient_products(

@@ -221,10 +221,12 @@ def test_distance_block_clamps_at_zero(dtype):
 # ---------------------------------------------------------------- assignment
 
 
+# With 1 or 2 features the scores come from one augmented product (see _AugmentedRows).
+@pytest.mark.parametrize("n_features", [1, 2, N_FEATURES])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_assign_chunk_matches_reference(dtype, case):
-    X, centroids, _ = make_case(case, dtype)
+def test_assign_chunk_matches_reference(dtype, case, n_features):
+    X, centroids, _ = make_case(case, dtype, n_features=n_features)
     labels, nearest = assign_chunk(*kernel_inputs(X, centroids))
 
     expected = reference_distances(X, centroids)
@@ -243,12 +245,13 @@ def test_assign_chunk_matches_reference(dtype, case):
     assert np.all(np.abs(nearest - expected_nearest) <= tolerance)
 
 
+@pytest.mark.parametrize("n_features", [2, N_FEATURES])
 @pytest.mark.parametrize("duplicate_at", [0, 1, 2])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_assign_chunk_tie_lower_index(dtype, duplicate_at):
-    X, _, _ = make_case("random", dtype)
+def test_assign_chunk_tie_lower_index(dtype, duplicate_at, n_features):
+    X, _, _ = make_case("random", dtype, n_features=n_features)
     X = np.ascontiguousarray(X[:20])
-    centroids = np.full((4, N_FEATURES), 1e3, dtype=dtype)
+    centroids = np.full((4, n_features), 1e3, dtype=dtype)
     centroids[duplicate_at] = X.mean(axis=0)
     centroids[duplicate_at + 1] = X.mean(axis=0)
 
@@ -259,8 +262,8 @@ def test_assign_chunk_tie_lower_index(dtype, duplicate_at):
     assert np.all(hard_labels == duplicate_at)
 
 
-def near_tie_case(dtype, n_clusters, seed=0):
-    """Return X (3000, 16) and centroids (n_clusters, 16) with many near ties.
+def near_tie_case(dtype, n_clusters, seed=0, n_features=16):
+    """Return X (3000, d) and centroids (n_clusters, d) with many near ties.
 
     Every centroid has a copy moved by about 1e-6, far below float32 rounding at these
     norms, and the data are points around the centroids, so many rows have their two
@@ -268,16 +271,18 @@ def near_tie_case(dtype, n_clusters, seed=0):
     row's products differently when the row is multiplied alone.
     """
     rng = np.random.default_rng(seed)
-    half = rng.normal(scale=3.0, size=(n_clusters // 2, 16))
+    half = rng.normal(scale=3.0, size=(n_clusters // 2, n_features))
     centroids = np.concatenate([half, half + 1e-6 * rng.normal(size=half.shape)]).astype(dtype)
-    X = (np.repeat(half, 3000 // len(half) + 1, axis=0)[:3000] + rng.normal(size=(3000, 16))).astype(dtype)
+    noise = rng.normal(size=(3000, n_features))
+    X = (np.repeat(half, 3000 // len(half) + 1, axis=0)[:3000] + noise).astype(dtype)
     return X, centroids
 
 
+@pytest.mark.parametrize("n_features", [2, 16])
 @pytest.mark.parametrize("n_clusters", [8, 64, 128])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_labels_independent_of_other_rows(dtype, n_clusters):
-    X, centroids = near_tie_case(dtype, n_clusters)
+def test_labels_independent_of_other_rows(dtype, n_clusters, n_features):
+    X, centroids = near_tie_case(dtype, n_clusters, n_features=n_features)
     labels, nearest = assign_chunk(*kernel_inputs(X, centroids))
     order = np.random.default_rng(1).permutation(len(X))
 
