@@ -8,7 +8,8 @@ min-max spread and, above all, ratios. Sections:
    "lloyd", n_init=1, init=<same centroids>, tol=0)`` and faiss ``Kmeans`` from the
    same centroids, for max_iter iterations each, on three shapes in float32 and float64.
 2. One soft and one Gumbel-softmax iteration against one hard iteration, from the
-   per-iteration timestamps of the same fits.
+   per-iteration timestamps of the same fits, and lower bounds of those ratios: the
+   passes that no exact relaxed step can skip, timed against one plain Lloyd pass.
 3. The whole ``softkm fit`` command on a 1,000,000 x 32 float32 Parquet file against a
    script that reads it with pandas and runs scikit-learn's KMeans, with their peak
    resident memory.
@@ -126,6 +127,66 @@ def time_lloyd(shapes, repeat: int, max_iter: int) -> list[dict]:
                 timings={name: Timing(values) for name, values in times.items() if values},
             ))
             print(_lloyd_line(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def time_floors(shapes, repeat: int) -> list[dict]:
+    """Time, pass against pass, the work that no exact relaxed step can skip.
+
+    A step of the relaxed modes needs every distance: one (k, d) x (d, m) product per
+    block. It needs a stable softmax: the maximum of each row subtracted, then one
+    exponential per entry. And it needs the gradient's contraction over the rows, a
+    (k, m) x (m, d) product of the same size. Gumbel-softmax also draws one Gumbel value
+    per entry. These passes run on softkm's thread pool, chunk by chunk as the engine
+    does, interleaved with one plain Lloyd pass (``assignment_pass``). Every other
+    operation of a relaxed step comes on top, so the ratios are lower bounds of soft /
+    Lloyd and gumbel / Lloyd.
+    """
+    from softkm import kernels
+    from softkm.chunks import ChunkedData
+    from softkm.engine import DEFAULT_TAU
+    from softkm.lloyd import assignment_pass
+    from softkm.relaxed import within_cluster_scale
+
+    rows = []
+    for n_samples, n_features, n_clusters in shapes:
+        for dtype in DTYPES:
+            X, start = make_data(n_samples, n_features, n_clusters, dtype)
+            X -= X.mean(axis=0)
+            start = start - start.mean(axis=0)
+            data = ChunkedData.build(X, None, n_clusters)
+            # Centroids times 2 / T give the scores in the units of the logits, as in the
+            # kernel, so the exponential gets the arguments of a default soft step.
+            temperature = DEFAULT_TAU * within_cluster_scale(data, start)
+            centroids = (start * (2.0 / temperature)).astype(dtype)
+            block = kernels.block_rows(n_clusters)
+
+            def products(chunk):
+                for rows_of_block in kernels.chunk_slices(chunk.X.shape[0], block):
+                    part = chunk.X[rows_of_block]
+                    scores = centroids @ kernels.features_major(part)  # (k, m)
+                    scores -= scores.max(axis=0)
+                    np.exp(scores, out=scores)
+                    scores @ part  # (k, d), the gradient's contraction
+
+            def noise(chunk):
+                generator = np.random.Generator(np.random.SFC64(chunk.index))
+                for rows_of_block in kernels.chunk_slices(chunk.X.shape[0], block):
+                    size = rows_of_block.stop - rows_of_block.start
+                    kernels.gumbel_noise(generator, (n_clusters, size), np.float32)
+
+            times = {"lloyd": [], "products": [], "noise": []}
+            for _ in range(repeat):
+                began = time.perf_counter()
+                assignment_pass(data, start)
+                times["lloyd"].append(time.perf_counter() - began)
+                for name, kernel in (("products", products), ("noise", noise)):
+                    began = time.perf_counter()
+                    for _ in data.map(kernel):
+                        pass
+                    times[name].append(time.perf_counter() - began)
+            rows.append(dict(shape=(n_samples, n_features, n_clusters), dtype=dtype,
+                             timings={name: Timing(values) for name, values in times.items()}))
     return rows
 
 
@@ -262,7 +323,9 @@ def _softkm_threads() -> int:
     return get_num_threads()
 
 
-def render(lloyd_rows: list[dict], command: dict | None, help_timing: Timing | None, repeat: int) -> str:
+def render(
+    lloyd_rows: list[dict], floor_rows: list[dict], command: dict | None, help_timing: Timing | None, repeat: int
+) -> str:
     """Return the Markdown section with every table."""
     lines = [MARKER_START, "", "## Speed and memory against scikit-learn and faiss", ""]
     lines.append("Measured by `make bench` (`python benchmarks/speed.py`), which runs every contender in one")
@@ -326,6 +389,29 @@ def render(lloyd_rows: list[dict], command: dict | None, help_timing: Timing | N
                      f"| **{soft / plain:.2f}** | **{gumbel / plain:.2f}** |")
     lines.append("")
 
+    if floor_rows:
+        lines.append("### Lower bounds of a relaxed iteration")
+        lines.append("")
+        lines.append("An exact soft step computes every distance, a stable softmax and the gradient's")
+        lines.append("contraction over the rows. The last is a second matrix product of the size of the")
+        lines.append("distance product, with the gradient weights as a dense (k, n) matrix: every point has")
+        lines.append("a nonzero membership in every cluster. Gumbel-softmax also draws one Gumbel value per")
+        lines.append("entry (32 random bits and two logarithms). This table times only those passes:")
+        lines.append("the distance product, the row maximum, its subtraction, the exponential and the second")
+        lines.append("product. It times them on the same thread pool, against one plain Lloyd pass, so the")
+        lines.append("ratios are lower bounds for the soft / Lloyd and gumbel / Lloyd ratios above.")
+        lines.append("")
+        lines.append("| n, d, k | dtype | Lloyd pass s | products + exp s | Gumbel noise s "
+                     "| soft floor / Lloyd | gumbel floor / Lloyd |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for row in floor_rows:
+            timings = row["timings"]
+            lloyd, products, noise = (timings[name].median for name in ("lloyd", "products", "noise"))
+            n, d, k = row["shape"]
+            lines.append(f"| {n:,}, {d}, {k} | {row['dtype']} | {lloyd:.4f} | {products:.4f} | {noise:.4f} "
+                         f"| {products / lloyd:.2f} | {(products + noise) / lloyd:.2f} |")
+        lines.append("")
+
     if command is not None:
         timings = command["timings"]
         ratio = timings["softkm"].median / timings["reference"].median
@@ -381,11 +467,12 @@ def main() -> None:
 
     shapes = QUICK_SHAPES if args.quick else SHAPES
     lloyd_rows = time_lloyd(shapes, args.repeat, args.max_iter)
+    floor_rows = time_floors(shapes, args.repeat)
     command = None
     if not args.skip_command:
         command = time_command(max(3, args.repeat // 2), 100_000 if args.quick else 1_000_000, 20)
     help_timing = time_help(max(10, args.repeat))
-    section = render(lloyd_rows, command, help_timing, args.repeat)
+    section = render(lloyd_rows, floor_rows, command, help_timing, args.repeat)
     print(section)
     if args.write is not None:
         write_section(args.write, section)
