@@ -155,16 +155,26 @@ def time_floors(shapes, repeat: int) -> list[dict]:
             X -= X.mean(axis=0)
             start = start - start.mean(axis=0)
             data = ChunkedData.build(X, None, n_clusters)
-            # Centroids times 2 / T give the scores in the units of the logits, as in the
-            # kernel, so the exponential gets the arguments of a default soft step.
+            # Centroids and half norms times 2 / T give the scores in the units of the
+            # logits, as in the kernel, so the exponential gets the arguments of a
+            # default soft step. With one or two features the kernel folds the half
+            # norms into the product, and so does this pass.
             temperature = DEFAULT_TAU * within_cluster_scale(data, start)
             centroids = (start * (2.0 / temperature)).astype(dtype)
+            half_norms = (kernels.row_norms_squared(start) / temperature).astype(dtype)
             block = kernels.block_rows(n_clusters)
+            folded = n_features + 1 <= kernels._THIN_PRODUCT_MAX_COLUMNS
 
             def products(chunk):
+                augmented = kernels._AugmentedRows(centroids, half_norms, block) if folded else None
                 for rows_of_block in kernels.chunk_slices(chunk.X.shape[0], block):
                     part = chunk.X[rows_of_block]
-                    scores = centroids @ kernels.features_major(part)  # (k, m)
+                    if augmented is not None:
+                        scores = np.empty((n_clusters, part.shape[0]), dtype=part.dtype)
+                        augmented.scores(part, out=scores)
+                    else:
+                        scores = centroids @ kernels.features_major(part)  # (k, m)
+                        scores -= half_norms[:, None]
                     scores -= scores.max(axis=0)
                     np.exp(scores, out=scores)
                     scores @ part  # (k, d), the gradient's contraction
@@ -396,10 +406,11 @@ def render(
         lines.append("contraction over the rows. The last is a second matrix product of the size of the")
         lines.append("distance product, with the gradient weights as a dense (k, n) matrix: every point has")
         lines.append("a nonzero membership in every cluster. Gumbel-softmax also draws one Gumbel value per")
-        lines.append("entry (32 random bits and two logarithms). This table times only those passes:")
-        lines.append("the distance product, the row maximum, its subtraction, the exponential and the second")
-        lines.append("product. It times them on the same thread pool, against one plain Lloyd pass, so the")
-        lines.append("ratios are lower bounds for the soft / Lloyd and gumbel / Lloyd ratios above.")
+        lines.append("entry (32 random bits and two logarithms). This table times only those passes: the")
+        lines.append("distance product with the centroids' half norms, the row maximum, its subtraction,")
+        lines.append("the exponential and the second product. It times them on the same thread pool, against")
+        lines.append("one plain Lloyd pass, so the ratios are lower bounds for the soft / Lloyd and")
+        lines.append("gumbel / Lloyd ratios above.")
         lines.append("")
         lines.append("| n, d, k | dtype | Lloyd pass s | products + exp s | Gumbel noise s "
                      "| soft floor / Lloyd | gumbel floor / Lloyd |")

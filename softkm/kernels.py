@@ -451,8 +451,9 @@ def _hit_labels(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n_clusters = hits.shape[0]
     # With weights k + c, a column with one True at row c sums to k + c < 2k, and a
     # column with two or more sums to at least k + (k + 1) = 2k + 1. Even with every
-    # entry True the sum is below 1.5 k^2, which fits in 16 bits up to k = 209.
-    code_type = np.uint16 if 3 * n_clusters * n_clusters < 2 * 2**16 else np.uint32
+    # entry True the sum is (3 k^2 - k) / 2, which must not wrap around.
+    largest_code = (3 * n_clusters * n_clusters - n_clusters) // 2
+    code_type = np.uint16 if largest_code < 2**16 else np.uint32 if largest_code < 2**32 else np.uint64
     weights = np.arange(n_clusters, 2 * n_clusters, dtype=code_type)
     codes = np.einsum("k,km->m", weights, hits.view(np.uint8))  # (m,)
     labels = codes.astype(np.int64)
@@ -719,10 +720,12 @@ _PRESCALED_SCORE_LIMIT = 1e30
 
 
 # NumPy 2.4's float64 exp() ran 7 to 40 times slower for arguments below about -708,
-# whose results are subnormal or 0, than for others (x86-64 with AVX-512). Clipped to
-# this floor, an entry becomes exp(-700), about 1e-304, against a row sum of at least 1:
-# no output moves by more than about 1e-300 of its size.
+# whose results are subnormal or 0, than for others (x86-64 with AVX-512). The kernel
+# clips the arguments to this floor and subtracts exp(floor) from the exponentials, so a
+# clipped entry is exactly 0, as it is without the clip once exp() underflows. Every
+# other entry moves by at most exp(-700), about 1e-304, against a row sum of at least 1.
 _EXP_FLOOR = -700.0
+_EXP_AT_FLOOR = math.exp(_EXP_FLOOR)
 # Gumbel noise from gumbel_noise lies within [-2.81, 16.64], times its scale.
 _GUMBEL_SPAN = 19.5
 
@@ -849,26 +852,27 @@ def _relaxed_block(
         if logits.min() < _LOGIT_FLOOR:
             np.maximum(logits, _LOGIT_FLOOR, out=logits)
 
-    # The exponentials (k, m) have a maximum of exp(0) = 1 in every column.
-    if noise is None and exp_floor is None:
-        np.exp(logits, out=exponentials)
+    # The exponents (k, m) have a maximum of exactly 0 in every column, so the
+    # exponentials have a maximum of exp(0) = 1.
+    if noise is None:
+        exponents = logits
     else:
-        if noise is None:
-            np.maximum(logits, exp_floor, out=exponentials)
-        else:
-            np.add(logits, noise, out=exponentials)
-            exponentials -= exponentials.max(axis=0)
-            if exp_floor is not None:
-                np.maximum(exponentials, exp_floor, out=exponentials)
+        np.add(logits, noise, out=exponentials)
+        exponentials -= exponentials.max(axis=0)
+        exponents = exponentials
+    if straight_through:
+        # The winner is the first zero exponent: the column's argmax of p. Comparing the
+        # exponentials instead would tie every entry that exp() rounds to 1.
+        winners, _ = _hit_labels(exponents == 0.0)
+        winner_logits = logits[winners, np.arange(len(winners))]
+    if exp_floor is None:
+        np.exp(exponents, out=exponentials)
+    else:
+        np.maximum(exponents, exp_floor, out=exponentials)
         np.exp(exponentials, out=exponentials)
+        exponentials -= _EXP_AT_FLOOR
     inverse_sums = 1.0 / exponentials.sum(axis=0)  # (m,), each sum is >= 1
     row_factor = inverse_sums if sample_weight is None else inverse_sums * sample_weight.astype(X.dtype)
-
-    if straight_through:
-        # The largest entry of every column is exp(0) = 1 exactly, so the first entry
-        # equal to 1 is the column's argmax.
-        winners, _ = _hit_labels(exponentials == 1.0)
-        winner_logits = logits[winners, np.arange(len(winners))]
     # G / (r w) = E (1 + logits - mean), or E (logits - mean) straight through (where
     # the one-hot part is added after the product), with mean = sum_c p_c logits_c =
     # -(dbar - d_min) / T.

@@ -17,6 +17,7 @@ from softkm.chunks import ChunkedData, farthest_points
 from softkm.kernels import (
     _BLOCK_ENTRIES,
     _exp_floor,
+    _hit_labels,
     ChunkStats,
     FarthestRows,
     assign_chunk,
@@ -35,8 +36,8 @@ from softkm.preprocessing import Preprocessing
 
 DTYPES = [np.float32, np.float64]
 ROUNDING = {np.float32: 1e-6, np.float64: 1e-12}
-# The float64 kernel clips exponents below -700 (see _exp_floor), so a membership that
-# is 0 in exact arithmetic can come out as exp(-700), about 1e-304.
+# The float64 kernel clips exponents below -700 and subtracts exp(-700) (see _exp_floor),
+# so a membership can move by up to exp(-700), about 1e-304, beyond the rounding bounds.
 CLIPPED_MEMBERSHIP = math.exp(-700.0)
 CASES = ["random", "offset"]
 N_SAMPLES = 240
@@ -489,6 +490,49 @@ def test_relaxed_chunk_low_temperature_matches_reference(dtype, variant):
     assert (clipped is not None) == (dtype == np.float64)
 
     assert_relaxed_matches_reference(X, sample_weight, centroids, temperature, noise, straight_through)
+
+
+@pytest.mark.parametrize("straight_through", [False, True], ids=["soft", "straight_through"])
+def test_clipped_cluster_has_zero_statistics(straight_through):
+    # Centroid 1's logit is -1800, below the float64 clip at -700. Its exponential is
+    # exactly 0 then, as exp(-1800) is, so its mass and gradient statistics are 0.
+    X = np.zeros((3, 2))
+    centroids = np.array([[0.0, 0.0], [30.0, 30.0]])
+    x_norms, c_norms = row_norms_squared(X), row_norms_squared(centroids)
+    assert _exp_floor(X.dtype, x_norms, c_norms, 1.0, 0.0) is not None
+
+    stats, memberships = relaxed_chunk(
+        X, x_norms, None, centroids, c_norms, 1.0, straight_through=straight_through, return_responsibilities=True
+    )
+
+    assert np.all(memberships[:, 1] == 0.0)
+    assert stats.mass[1] == 0.0
+    assert stats.weights[1] == 0.0
+    assert np.all(stats.sums[1] == 0.0)
+
+
+def test_straight_through_winner_is_nearest_when_exp_rounds_to_one():
+    # At T = 1e8 both float32 exponentials round to 1, but cluster 1 is nearer (d = 0
+    # against 1). The winner must be cluster 1, so the objective is its distance, 0.
+    X = np.array([[1.0]], dtype=np.float32)
+    centroids = np.array([[0.0], [1.0]], dtype=np.float32)
+
+    stats, _ = relaxed_chunk(
+        X, row_norms_squared(X), None, centroids, row_norms_squared(centroids), 1e8, straight_through=True
+    )
+
+    assert stats.objective == 0.0
+
+
+def test_hit_labels_many_clusters_no_overflow():
+    # With 75675 rows the code sum of an all-True column, (3 k^2 - k) / 2, exceeds 2^32.
+    hits = np.ones((75675, 2), dtype=bool)
+    hits[1:, 1] = False
+
+    labels, ties = _hit_labels(hits)
+
+    np.testing.assert_array_equal(labels, [0, 0])
+    np.testing.assert_array_equal(ties, [0])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -116,6 +116,20 @@ def test_cluster_losing_all_points_is_relocated(mode):
     assert np.abs(result.centroids).max() < 100
 
 
+@pytest.mark.parametrize("mode", ["soft", "gumbel"])
+def test_far_unused_centroid_stays_with_scaled_gd(mode):
+    # Every point sits on one of three centroids, so a fourth one far away cannot be
+    # relocated. Its memberships are 0 in float64 (the clipped exponentials included),
+    # so scaled-gd, which divides by the membership mass, must leave it in place.
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    X = points[np.random.default_rng(0).integers(0, 3, 300)]
+    start = np.vstack([points, [[30.0, 30.0]]])
+    result = quiet_fit(X, 4, mode=mode, init=start, optimizer="scaled-gd", max_iter=50)
+
+    np.testing.assert_array_equal(result.centroids[3], [30.0, 30.0])
+    assert all(np.isfinite(record.shift) and record.shift < 1.0 for record in result.history)
+
+
 def test_large_tau_pulls_centroids_to_mean():
     X = blobs()
     result = quiet_fit(X, 3, mode="soft", tau=1e6, max_iter=500)
