@@ -511,7 +511,7 @@ def test_clipped_cluster_has_zero_statistics(straight_through):
     assert np.all(stats.sums[1] == 0.0)
 
 
-def test_straight_through_winner_is_nearest_when_exp_rounds_to_one():
+def test_straight_through_winner_exact_exponent():
     # At T = 1e8 both float32 exponentials round to 1, but cluster 1 is nearer (d = 0
     # against 1). The winner must be cluster 1, so the objective is its distance, 0.
     X = np.array([[1.0]], dtype=np.float32)

@@ -117,7 +117,7 @@ def test_cluster_losing_all_points_is_relocated(mode):
 
 
 @pytest.mark.parametrize("mode", ["soft", "gumbel"])
-def test_far_unused_centroid_stays_with_scaled_gd(mode):
+def test_scaled_gd_keeps_unused_centroid(mode):
     # Every point sits on one of three centroids, so a fourth one far away cannot be
     # relocated. Its memberships are 0 in float64 (the clipped exponentials included),
     # so scaled-gd, which divides by the membership mass, must leave it in place.
