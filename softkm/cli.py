@@ -167,7 +167,7 @@ TauOpt = Annotated[
         "modes default to 0.5. Hard mode uses tau only for --probabilities, which requires it.",
     ),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice; the same seed gives the same output bytes.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice; the same seed gives the same output bytes, except measured runtimes.")]
 ColumnsOpt = Annotated[Optional[str], typer.Option("--columns", help="Comma-separated feature columns (default: every numeric column).")]
 ExcludeOpt = Annotated[Optional[str], typer.Option("--exclude", help="Comma-separated columns to leave out of the features.")]
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Column of non-negative sample weights.")]
@@ -227,7 +227,7 @@ def fit(
     init_sample: Annotated[int, typer.Option("--init-sample", min=1, help="k-means++ and random starts use a seeded uniform sample of this many rows (all rows when there are fewer).")] = 100_000,
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="Number of restarts; the best is kept (inertia, or the soft objective in soft mode).")] = 1,
     max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Maximum iterations per restart.")] = 300,
-    tol: Annotated[float, typer.Option("--tol", min=0.0, help="Hard: total squared centroid shift relative to the mean feature variance. Soft: relative objective change and step relative to sqrt(s).")] = 1e-4,
+    tol: Annotated[float, typer.Option("--tol", min=0.0, help="Hard: total squared centroid shift relative to the mean feature variance. Soft: relative objective change and step relative to sqrt(s). Gumbel mode and mini-batches have no stopping test: they run --max-iter steps.")] = 1e-4,
     seed: SeedOpt = 0,
     algorithm: Annotated[Algorithm, typer.Option("--algorithm", help="Hard mode on in-memory data. hamerly skips the points that distance bounds prove cannot change cluster, and lloyd recomputes every distance. Both give the same labels.")] = Algorithm.hamerly,
     columns: ColumnsOpt = None,

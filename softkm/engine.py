@@ -15,6 +15,7 @@ and degenerate situations through warnings from ``softkm.errors``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -170,7 +171,8 @@ def fit(
     ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X
     already has ``dtype``. That saves a copy of the data, but X no longer holds the
     caller's values afterwards. ``on_iteration(restart, record)`` is called after every
-    iteration. While the fit runs, BLAS is held to one thread in the whole process (the
+    iteration, with the record's objective, inertia and shift in squared user units
+    (unlike ``history``, which stays in working units). While the fit runs, BLAS is held to one thread in the whole process (the
     thread pool supplies the parallelism), in ``on_iteration`` too.
 
     Raises ``OptionError`` for invalid options and shapes.
@@ -259,6 +261,8 @@ def fit_source(
             )
         preprocessing = Preprocessing.from_moments(moments.mean, moments.std, standardize)
         data = source.working(preprocessing, dtype, n_clusters, chunk_size)
+        if not math.isfinite(data.total_weight):
+            raise OptionError(_weight_overflow_message())
         tol_shift = tol * float(np.mean((moments.unweighted_std / preprocessing.scale) ** 2))
 
         best_restart, run, scale, restart_scores = _run_restarts(
@@ -302,7 +306,14 @@ def _run_restarts(
             # The sample and its index draw are freed now; keep their peak out of the fit.
             trim_c_heap()
 
-        callback = None if on_iteration is None else (lambda record, r=restart: on_iteration(r, record))
+        callback = None
+        if on_iteration is not None:
+            unit = preprocessing.squared_unit
+
+            def callback(record: IterationRecord, r: int = restart) -> None:
+                on_iteration(r, dataclasses.replace(
+                    record, objective=record.objective * unit, inertia=record.inertia * unit, shift=record.shift * unit
+                ))
         if mode == "hard":
             # Hamerly's bounds need the data in this process's memory.
             hard_loop = hamerly if algorithm == "hamerly" and isinstance(data, ChunkedData) else lloyd
@@ -313,6 +324,7 @@ def _run_restarts(
             scale = first_inertia if first_inertia > 0 else within_cluster_scale(data, start)
         else:
             scale = within_cluster_scale(data, start)
+            _check_temperatures(settings, scale, preprocessing.squared_unit)
             run = gradient_descent(data, start, scale, settings, np.random.default_rng(noise_seed), callback)
 
         # With one restart there is nothing to rank, and the final assignment in
@@ -364,6 +376,33 @@ def predict(
         return labels, inertia * preprocessing.squared_unit
 
 
+_SMALLEST = float(np.finfo(np.float64).smallest_subnormal)
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def _is_positive_finite(value: float) -> bool:
+    """Return whether value is a float64 above 0 and below infinity."""
+    return _SMALLEST <= value <= _LARGEST
+
+
+def _check_temperatures(settings: RelaxedSettings, scale: float, unit: float) -> None:
+    """Raise OptionError unless ``tau * s`` and ``tau_start * s`` are positive and finite
+    in working units (``scale`` is s there) and in user units (times ``unit``).
+
+    A temperature of 0 would divide by 0 in the kernels, and an infinite one could not
+    be stored in the model file.
+    """
+    bounds = (min(scale, scale * unit), max(scale, scale * unit))
+    for name, tau in (("tau", settings.tau), ("tau_start", settings.tau_start)):
+        if _is_positive_finite(tau * scale) and _is_positive_finite(tau * scale * unit):
+            continue
+        low, high = _SMALLEST / bounds[0], _LARGEST / bounds[1]
+        raise OptionError(
+            f"{name}={tau:g} times the data's within-cluster scale s={scale * unit:.6g} gives a temperature "
+            f"of {tau * scale * unit:.6g}, outside the float64 range; choose {name} between {low:.3g} and {high:.3g}"
+        )
+
+
 def predict_proba(
     X: np.ndarray,
     centroids: np.ndarray,
@@ -380,6 +419,13 @@ def predict_proba(
         X = _check_data(X, dtype)
         if not (math.isfinite(temperature) and temperature > 0):
             raise OptionError(f"temperature must be finite and > 0, got {temperature}")
+        unit = preprocessing.squared_unit
+        if not _is_positive_finite(temperature / unit):
+            low, high = _SMALLEST * max(1.0, unit), _LARGEST * min(1.0, unit)
+            raise OptionError(
+                f"the temperature tau * s = {temperature:.6g} is outside the float64 range of this model's "
+                f"working units ({low:.3g} to {high:.3g}); choose a tau that brings tau * s into it"
+            )
         working = preprocessing.transform(X, np.dtype(dtype))
         data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
         working_centroids = _checked_working_centroids(preprocessing, centroids, data.dtype, _FAR_MODEL_MESSAGE)
@@ -595,9 +641,19 @@ def _check_sample_weight(sample_weight: np.ndarray | None, n_samples: int) -> np
             f"sample_weight must be finite and non-negative, got {weights[row]!r} at row {row} "
             f"({len(invalid)} invalid row(s)); fix or drop those weights"
         )
-    if weights.sum() <= 0:
+    total = weights.sum()
+    if total <= 0:
         raise OptionError("sample_weight is zero for every row; give at least one row a positive weight")
+    if not math.isfinite(total):
+        raise OptionError(_weight_overflow_message(f" (largest weight {weights.max():.6g})"))
     return weights
+
+
+def _weight_overflow_message(detail: str = "") -> str:
+    return (
+        f"the sample weights sum beyond the float64 range{detail}; divide every weight by the same "
+        "factor, e.g. the largest weight"
+    )
 
 
 def _check_options(

@@ -58,6 +58,10 @@ def print_fit_summary(job) -> None:
         warning(message)
     result = job.result
     status = "converged" if result.converged else "not converged"
+    if result.mode == "gumbel" or (result.mode == "soft" and result.parameters.get("batch_size") is not None):
+        # The noise of the samples or mini-batches keeps the objective moving, so these
+        # runs have no stopping test and always take max_iter steps.
+        status = "fixed number of steps, no stopping test"
     lines = [
         f"softkm fit: mode {result.mode}, k={result.n_clusters}, {result.n_samples} rows"
         + (f" ({job.n_dropped} dropped)" if job.n_dropped else "")
@@ -119,6 +123,7 @@ _TABLE_HEADERS = {
 
 # Width of the table when stdout is not a terminal, wide enough that no cell is cut short.
 _PIPED_TABLE_WIDTH = 200
+_UNBOUNDED_WIDTH = 1_000_000
 
 
 def print_comparison(comparison, output_format: str) -> None:
@@ -128,7 +133,7 @@ def print_comparison(comparison, output_format: str) -> None:
     """
     if output_format == "table":
         width = None if sys.stdout.isatty() else _PIPED_TABLE_WIDTH
-        Console(file=sys.stdout, highlight=False, width=width).print(comparison_table(comparison))
+        print_comparison_table(Console(file=sys.stdout, highlight=False, width=width), comparison)
         return
     renderers = {"json": comparison_json, "csv": comparison_csv, "markdown": comparison_markdown}
     _write_stdout_text(renderers[output_format](comparison))
@@ -167,8 +172,26 @@ def comparison_markdown(comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_table(comparison):
-    """Return a rich ``Table`` of the comparison, with the median runtime."""
+def print_comparison_table(console: Console, comparison) -> None:
+    """Print the comparison as a table on ``console``, one row per mode, or one row per
+    measure when that table is wider than the console (an 80-column terminal, say), so
+    that no value is cut short.
+    """
+    from rich.measure import Measurement
+
+    table = comparison_table(comparison)
+    # Console.measure caps the width at the console's, so the table is measured unbounded.
+    natural = Measurement.get(console, console.options.update(width=_UNBOUNDED_WIDTH), table).maximum
+    if natural > console.width:
+        table = comparison_table(comparison, transposed=True)
+    console.print(table)
+
+
+def comparison_table(comparison, transposed: bool = False):
+    """Return a rich ``Table`` of the comparison, with the median runtime.
+
+    With ``transposed`` the rows are the measures and the columns the modes.
+    """
     from rich import box
     from rich.table import Table
 
@@ -180,9 +203,18 @@ def comparison_table(comparison):
         caption="inertia in squared z-scores" if parameters.get("standardize") else None,
     )
     columns = _human_columns(comparison)
+    records = comparison.records()
+    if transposed:
+        table.add_column("measure", justify="left", no_wrap=True)
+        for record in records:
+            table.add_column(_human_cell("mode", record["mode"]), justify="right")
+        for column in columns[1:]:
+            name = _TABLE_HEADERS.get(column, column).replace("\n", " ")
+            table.add_row(name, *(_human_cell(column, record[column]) for record in records))
+        return table
     for column in columns:
         table.add_column(_TABLE_HEADERS.get(column, column), justify="left" if column == "mode" else "right")
-    for record in comparison.records():
+    for record in records:
         table.add_row(*(_human_cell(column, record[column]) for column in columns))
     return table
 

@@ -222,6 +222,18 @@ def read_init_centroids(path: str, feature_names: list[str], n_clusters: int, op
             f"initial centroids file '{path}' lacks feature column(s) {', '.join(missing)}; "
             f"it needs the columns {', '.join(feature_names)}"
         )
+    import pandas as pd
+
+    # A starting centroid cannot be skipped as a data row can, so a row without finite
+    # values is an error about this file, not about the data.
+    values = frame[feature_names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad_rows):
+        raise InputError(
+            f"initial centroids file '{path}' has missing, infinite or non-numeric values in {len(bad_rows)} "
+            f"row(s), the first in data row {bad_rows[0] + 1}; give every starting centroid finite values "
+            f"in {', '.join(feature_names)}"
+        )
     centroids = extract_features(frame, columns=feature_names, dtype="float64").X
     if centroids.shape[0] != n_clusters:
         raise InputError(
@@ -597,7 +609,15 @@ def _probability_temperature(mode: str, temperature: float | None, scale: float 
                              explicit_tau: bool) -> float:
     """Return the absolute temperature for probabilities: the model's, or ``tau * s``."""
     if explicit_tau and tau is not None and scale is not None:
-        return tau * scale
+        temperature = tau * scale
+        smallest, largest = float(np.finfo(np.float64).smallest_subnormal), float(np.finfo(np.float64).max)
+        if scale > 0 and not smallest <= temperature <= largest:
+            raise OptionError(
+                f"tau={tau:g} times the within-cluster scale s={scale:.6g} gives a temperature of "
+                f"{temperature:.6g}, outside the float64 range; choose tau between "
+                f"{smallest / scale:.3g} and {largest / scale:.3g}"
+            )
+        return temperature
     if mode == "hard" or temperature is None:
         raise OptionError(
             "a hard model has no temperature for probabilities; pass --tau (relative to the "

@@ -23,12 +23,13 @@ import typer.main
 from typer.testing import CliRunner
 
 from softkm.cli import app
+from shared_data import BENCHMARK_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 BLOBS = REPO / "sample_data" / "blobs_separated.csv"
 OVERLAPPING = REPO / "sample_data" / "blobs_overlapping.parquet"
 CUSTOMERS = REPO / "sample_data" / "customers.csv"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = BENCHMARK_DATA
 SOFTKM = Path(sys.executable).parent / "softkm"
 
 ERROR_PREFIX = "softkm: error: "
@@ -327,6 +328,15 @@ def test_fit_init_file_wrong_rows(tmp_path):
     init_path.write_text("x1,x2\n0,0\n10,10\n")
     result = fit_blobs("--init", init_path)
     assert_error(result, "initial centroids", "2 rows", "-k is 4")
+
+
+@pytest.mark.parametrize("bad_value", ["nan", "inf", "abc", ""])
+def test_fit_init_file_invalid_value(bad_value, tmp_path):
+    init_path = tmp_path / "init.csv"
+    init_path.write_text(f"x1,x2\n0,0\n10,0\n0,10\n10,{bad_value}\n")
+    result = fit_blobs("--init", init_path)
+    assert_error(result, "initial centroids file", "init.csv", "data row 4", "finite values in x1, x2")
+    assert "--missing" not in result.stderr
 
 
 def test_fit_init_file_not_found(tmp_path):
@@ -1037,6 +1047,15 @@ def test_assign_probabilities_hard_tau(models, blobs):
 def test_assign_tau_invalid_exit_2(value, models):
     result = run("assign", models["soft"], BLOBS, "--probabilities", f"--tau={value}")
     assert_usage_error(result, "--tau", "must be finite and > 0")
+
+
+@pytest.mark.parametrize("value", ["5e-324", "1e308"])
+def test_assign_tau_out_of_range(value, models, tmp_path):
+    # Finite and positive, but tau * s falls outside the float64 range.
+    output = tmp_path / "labels.csv"
+    result = run("assign", models["soft"], BLOBS, "--probabilities", f"--tau={value}", "-o", output)
+    assert_error(result, "tau", "outside the float64 range", "choose")
+    assert not output.exists()
 
 
 def test_assign_output_formats(models, tmp_path, blobs):

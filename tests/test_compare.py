@@ -23,11 +23,12 @@ from softkm import comparison, engine
 from softkm.cli import app
 from softkm.comparison import BASE_COLUMNS, TRUTH_COLUMNS, CompareSettings
 from softkm.errors import InputError, OptionError
+from shared_data import BENCHMARK_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 BLOBS = REPO / "sample_data" / "blobs_separated.csv"
 OVERLAPPING = REPO / "sample_data" / "blobs_overlapping.parquet"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = BENCHMARK_DATA
 
 ERROR_PREFIX = "softkm: error: "
 
@@ -143,6 +144,27 @@ def test_table_format():
     assert "softkm compare: k=4, 600 rows, 2 features" in result.stdout
     for mode in ("hard", "soft", "gumbel"):
         assert mode in result.stdout
+
+
+@pytest.mark.parametrize("width, transposed", [(80, True), (200, False)])
+def test_table_fits_console_width(width, transposed):
+    from rich.console import Console
+
+    from softkm.report import print_comparison_table
+
+    X = pd.read_csv(BLOBS)
+    result = comparison.compare(X[["x1", "x2"]].to_numpy(), 4, CompareSettings(), truth=X["label"].to_numpy())
+    console = Console(file=io.StringIO(), width=width, highlight=False)
+
+    print_comparison_table(console, result)
+
+    text = console.file.getvalue()
+    assert "…" not in text, f"a cell was cut short at width {width}:\n{text}"
+    assert max(len(line) for line in text.splitlines()) <= width
+    header = next(line for line in text.splitlines() if "hard" in line or "mode" in line)
+    # Transposed, the modes head the columns; otherwise each mode starts a row.
+    assert ("measure" in header) == transposed, text
+    assert "1185.91" in text
 
 
 def test_repeat_gives_runtime_range():

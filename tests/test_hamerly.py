@@ -7,7 +7,6 @@ of threads.
 """
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,8 +28,9 @@ from softkm.hamerly import (
 from softkm.kernels import assign_chunk, assign_two_nearest, row_norms_squared
 from softkm.lloyd import lloyd
 from softkm.preprocessing import Preprocessing
+from shared_data import BENCHMARK_DATA
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_DIR = BENCHMARK_DATA
 DTYPES = ["float32", "float64"]
 
 

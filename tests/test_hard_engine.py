@@ -6,7 +6,6 @@ them skip with the missing path as the reason.
 
 import functools
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +16,9 @@ from threadpoolctl import threadpool_limits
 from softkm import engine
 from softkm.errors import ConvergenceWarning, DegenerateDataWarning, EmptyClusterWarning, OptionError
 from softkm.initialization import kmeans_plusplus as softkm_kmeans_plusplus
+from shared_data import BENCHMARK_DATA
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_DIR = BENCHMARK_DATA
 DTYPES = ["float32", "float64"]
 # Relative rounding allowed per working dtype. It scales the data's mean |x|^2 for the
 # distance expansion, and is multiplied by 100 for results computed by hand.
@@ -303,6 +303,8 @@ def invalid_fit_arguments(case):
     weights = np.ones(100)
     if case == "negative_weight":
         weights[7] = -0.5
+    elif case == "weight_sum_overflow":
+        weights[:2] = 1e308
     else:
         weights[:] = 0.0
     return X, {"n_clusters": 3, "sample_weight": weights}
@@ -317,6 +319,7 @@ def invalid_fit_arguments(case):
         ("nan_in_x", r"NaN"),
         ("negative_weight", r"-0\.5"),
         ("zero_weights", r"sample_weight is zero for every row"),
+        ("weight_sum_overflow", r"weights sum beyond the float64 range \(largest weight 1e\+308\)"),
     ],
 )
 def test_fit_rejects_invalid_input(case, message):
@@ -324,6 +327,19 @@ def test_fit_rejects_invalid_input(case, message):
 
     with pytest.raises(OptionError, match=message):
         engine.fit(X, **arguments)
+
+
+def test_progress_records_in_user_units():
+    # Data far from unit scale, so that working and user units differ.
+    X = np.random.default_rng(3).normal(size=(300, 2)) * 1e3
+    X[:150] += 1e4
+    records = []
+
+    result = engine.fit(X, 2, seed=0, max_iter=100, on_iteration=lambda restart, record: records.append(record))
+
+    assert result.converged
+    assert records[-1].objective == pytest.approx(result.inertia / len(X), rel=1e-9)
+    assert records[-1].inertia == pytest.approx(result.inertia / len(X), rel=1e-9)
 
 
 # ---------------------------------------------------------------- convergence

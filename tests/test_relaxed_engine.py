@@ -1,15 +1,15 @@
 """Soft and gumbel modes through the engine: limits, quality, robustness, determinism."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from softkm import engine
 from softkm.metrics import inertia as direct_inertia
+from shared_data import BENCHMARK_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = BENCHMARK_DATA
 SHARED_SETS = sorted(SHARED_DATA.glob("*.csv")) if SHARED_DATA.is_dir() else []
 needs_shared = pytest.mark.skipif(not SHARED_SETS, reason=f"benchmark data not found at {SHARED_DATA}")
 
@@ -197,10 +197,20 @@ def test_soft_temperature_is_tau_times_scale():
     assert result.temperature == pytest.approx(0.7 * result.scale, rel=1e-12)
 
 
+def test_tau_underflow_rejected():
+    from softkm.errors import OptionError
+
+    # With points about 1e-150 apart, s is about 1e-300 and 1e-30 * s underflows to 0.
+    with pytest.raises(OptionError, match=r"tau=1e-30 times .* gives a temperature of 0, outside the float64 range"):
+        engine.fit(blobs() * 1e-150, 3, mode="soft", tau=1e-30)
+
+
 @pytest.mark.parametrize("options, word", [
     ({"tau": 0.0}, "tau"),
     ({"tau": float("nan")}, "tau"),
     ({"tau": float("inf")}, "tau"),
+    # Finite, but tau * s overflows to inf.
+    ({"tau": 1e308}, r"tau=1e\+308 times .* gives a temperature of inf"),
     ({"learning_rate": -1.0}, "learning_rate"),
     ({"tau": 0.5, "tau_start": 0.1}, "tau_start"),
     ({"straight_through": True}, "straight_through"),
