@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from softkm import __version__, engine, metrics
-from softkm.errors import InputError, OptionError
+from softkm.errors import InputError, InputWarning, OptionError
 from softkm.features import FeatureData, extract_features, warn_skipped_columns
 from softkm.tables import read_table
 
@@ -396,6 +396,13 @@ def _check_truth(truth, n_samples: int) -> np.ndarray:
         value = classes[0].item() if len(classes) else None
         raise InputError(
             f"the truth labels have the single value {value!r}; a truth column needs at least two classes"
+        )
+    if len(classes) > n_samples // 2:
+        warnings.warn(
+            f"the truth labels have {len(classes)} classes for {n_samples} rows, so they look like an id or "
+            "a measurement rather than class labels; check the --truth column",
+            InputWarning,
+            stacklevel=3,
         )
     return truth
 

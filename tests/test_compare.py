@@ -167,6 +167,16 @@ def test_table_fits_console_width(width, transposed):
     assert "1185.91" in text
 
 
+def test_truth_with_a_class_per_row_warns():
+    from softkm.errors import InputWarning
+
+    X = pd.read_csv(BLOBS)
+    settings = CompareSettings(modes=("hard",))
+
+    with pytest.warns(InputWarning, match=r"572 classes for 600 rows, so they look like an id"):
+        comparison.compare(X[["x1", "x2"]].to_numpy(), 4, settings, truth=X["x1"].to_numpy())
+
+
 def test_repeat_gives_runtime_range():
     rows = json_output(compare_blobs("--format", "json", "--repeat", 3))["rows"]
 
