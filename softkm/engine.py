@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData, DataSource, draw_sample
-from softkm.errors import ConvergenceWarning, DegenerateDataWarning, ModelError, OptionError
+from softkm.errors import ConvergenceWarning, DegenerateDataWarning, ModelError, OptionError, SoftkmWarning
 from softkm.initialization import kmeans_plusplus, random_points
 from softkm.kernels import (
     ChunkStats,
@@ -186,6 +186,7 @@ def fit(
             optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
         )
         init_centroids = _check_init(init, n_clusters, X.shape[1], n_init)
+        init_centroids = _distinct_starts(init, init_centroids, mode, batch_size)
         if algorithm not in ALGORITHMS:
             raise OptionError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
 
@@ -253,6 +254,7 @@ def fit_source(
             optimizer, learning_rate, straight_through, batch_size, chunk_size, init_sample,
         )
         init_centroids = _check_init(init, n_clusters, source.n_features, n_init)
+        init_centroids = _distinct_starts(init, init_centroids, mode, batch_size)
 
         moments = source.moments(dtype)
         if n_clusters > moments.n_samples:
@@ -717,6 +719,26 @@ def _check_init(init, n_clusters: int, n_features: int, n_init: int) -> np.ndarr
     if not np.all(np.isfinite(centroids)):
         raise OptionError("initial centroids contain NaN or infinite values")
     return centroids
+
+
+def _distinct_starts(init, init_centroids: np.ndarray | None, mode: str, batch_size: int | None) -> np.ndarray | None:
+    """Keep one restart when a single set of explicit centroids would start identical runs.
+
+    Hard mode and full-batch soft mode are deterministic, so n_init copies of the same
+    (n_clusters, n_features) start give n_init equal runs: one is run, with a warning,
+    as scikit-learn does. Gumbel mode and mini-batches draw other noise per restart.
+    """
+    if init_centroids is None or np.ndim(init) != 2 or len(init_centroids) == 1:
+        return init_centroids
+    if mode == "gumbel" or (mode == "soft" and batch_size is not None):
+        return init_centroids
+    warnings.warn(
+        f"one set of initial centroids makes the {len(init_centroids)} restarts of {mode} mode identical, "
+        "so one is run; pass different starts (an n_init x k x d array) for real restarts",
+        SoftkmWarning,
+        stacklevel=3,
+    )
+    return init_centroids[:1]
 
 
 _FAR_MODEL_MESSAGE = (

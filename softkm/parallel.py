@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +29,8 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _executor_threads = 0
 _requested_threads: int | None = None
+# Invalid SOFTKM_NUM_THREADS values already warned about, so that each is reported once.
+_warned_values: set[str] = set()
 _controller = None
 _blas_limit = None
 _blas_users = 0
@@ -38,6 +41,16 @@ def default_num_threads() -> int:
     value = os.environ.get("SOFTKM_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) >= 1:
         return int(value)
+    if value and value not in _warned_values:
+        _warned_values.add(value)
+        from softkm.errors import SoftkmWarning
+
+        warnings.warn(
+            f"SOFTKM_NUM_THREADS={value!r} is not a positive integer, so every usable core is used; "
+            "set it to a thread count such as 2, or unset it",
+            SoftkmWarning,
+            stacklevel=2,
+        )
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not every platform has sched_getaffinity

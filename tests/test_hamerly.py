@@ -6,6 +6,7 @@ with empty clusters and with duplicate points. Results must not depend on the nu
 of threads.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -259,6 +260,26 @@ def test_parallel_map_restores_blas_threads():
 
     assert all(all(count == 1 for count in counts) for counts in inside)
     assert after == before
+
+
+@pytest.mark.parametrize("value, expected", [("3", 3), ("abc", None), ("0", None), ("-2", None)])
+def test_num_threads_environment(value, expected, monkeypatch):
+    from softkm.errors import SoftkmWarning
+
+    monkeypatch.setenv("SOFTKM_NUM_THREADS", value)
+    monkeypatch.setattr(parallel, "_warned_values", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = parallel.default_num_threads()
+        second = parallel.default_num_threads()
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert first == second == (expected if expected is not None else cores)
+    warned = [w for w in caught if issubclass(w.category, SoftkmWarning)]
+    # An invalid value is reported once, not on every pass.
+    assert len(warned) == (0 if expected is not None else 1)
+    if warned:
+        assert f"SOFTKM_NUM_THREADS={value!r} is not a positive integer" in str(warned[0].message)
 
 
 def test_set_num_threads_rejects_zero():

@@ -329,6 +329,23 @@ def test_fit_rejects_invalid_input(case, message):
         engine.fit(X, **arguments)
 
 
+@pytest.mark.parametrize("mode, restarts", [("hard", 1), ("soft", 1), ("gumbel", 3)])
+def test_explicit_start_runs_once(mode, restarts):
+    from softkm.errors import SoftkmWarning
+
+    X = np.random.default_rng(4).normal(size=(200, 2))
+    start = X[:3].copy()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = engine.fit(X, 3, mode=mode, init=start, n_init=3, max_iter=20)
+
+    # Gumbel restarts draw other noise, so they stay distinct runs.
+    assert len(result.restart_scores) == restarts
+    warned = [w for w in caught if issubclass(w.category, SoftkmWarning) and "restarts" in str(w.message)]
+    assert len(warned) == (restarts == 1)
+
+
 def test_progress_records_in_user_units():
     # Data far from unit scale, so that working and user units differ.
     X = np.random.default_rng(3).normal(size=(300, 2)) * 1e3
