@@ -383,6 +383,9 @@ def _check_settings(settings: CompareSettings) -> None:
         raise OptionError(f"repeat must be a positive integer, got {repeat!r}")
 
 
+_MANY_CLASSES_MIN_ROWS = 50
+
+
 def _check_truth(truth, n_samples: int) -> np.ndarray:
     """Return the true labels as a 1-D array, checking their length and their number of classes."""
     truth = np.asarray(truth)
@@ -397,10 +400,11 @@ def _check_truth(truth, n_samples: int) -> np.ndarray:
         raise InputError(
             f"the truth labels have the single value {value!r}; a truth column needs at least two classes"
         )
-    if len(classes) > n_samples // 2:
+    # Small tables can have as many classes as that for real, so they are not warned about.
+    if n_samples >= _MANY_CLASSES_MIN_ROWS and len(classes) > n_samples // 2:
         warnings.warn(
             f"the truth labels have {len(classes)} classes for {n_samples} rows, so they look like an id or "
-            "a measurement rather than class labels; check the --truth column",
+            "a measurement rather than class labels; check the truth column (--truth)",
             InputWarning,
             stacklevel=3,
         )

@@ -171,8 +171,9 @@ def fit(
     ``copy_x=False`` lets the engine overwrite X with its working-unit copy when X
     already has ``dtype``. That saves a copy of the data, but X no longer holds the
     caller's values afterwards. ``on_iteration(restart, record)`` is called after every
-    iteration, with the record's objective, inertia and shift in squared user units
-    (unlike ``history``, which stays in working units). While the fit runs, BLAS is held to one thread in the whole process (the
+    iteration, with the record's objective, inertia and shift in the fit's squared units
+    (the user's, or z-scores with ``standardize``), unlike ``history``, which stays in
+    working units. While the fit runs, BLAS is held to one thread in the whole process (the
     thread pool supplies the parallelism), in ``on_iteration`` too.
 
     Raises ``OptionError`` for invalid options and shapes.
@@ -263,7 +264,7 @@ def fit_source(
             )
         preprocessing = Preprocessing.from_moments(moments.mean, moments.std, standardize)
         data = source.working(preprocessing, dtype, n_clusters, chunk_size)
-        if not math.isfinite(data.total_weight):
+        if not data.total_weight <= _MAX_TOTAL_WEIGHT:
             raise OptionError(_weight_overflow_message())
         tol_shift = tol * float(np.mean((moments.unweighted_std / preprocessing.scale) ** 2))
 
@@ -326,7 +327,7 @@ def _run_restarts(
             scale = first_inertia if first_inertia > 0 else within_cluster_scale(data, start)
         else:
             scale = within_cluster_scale(data, start)
-            _check_temperatures(settings, scale, preprocessing.squared_unit)
+            _check_temperatures(settings, scale, preprocessing.squared_unit, data.dtype)
             run = gradient_descent(data, start, scale, settings, np.random.default_rng(noise_seed), callback)
 
         # With one restart there is nothing to rank, and the final assignment in
@@ -387,21 +388,34 @@ def _is_positive_finite(value: float) -> bool:
     return _SMALLEST <= value <= _LARGEST
 
 
-def _check_temperatures(settings: RelaxedSettings, scale: float, unit: float) -> None:
-    """Raise OptionError unless ``tau * s`` and ``tau_start * s`` are positive and finite
-    in working units (``scale`` is s there) and in user units (times ``unit``).
-
-    A temperature of 0 would divide by 0 in the kernels, and an infinite one could not
-    be stored in the model file.
+def _working_temperature_range(dtype) -> tuple[float, float]:
+    """Return the temperatures the kernels handle in ``dtype``: float64 takes any positive
+    finite value, float32 the normal range, where ``2 / T`` stays finite in float32.
     """
-    bounds = (min(scale, scale * unit), max(scale, scale * unit))
+    if np.dtype(dtype) == np.float64:
+        return _SMALLEST, _LARGEST
+    info = np.finfo(np.float32)
+    return float(info.tiny), float(info.max) / 2.0
+
+
+def _check_temperatures(settings: RelaxedSettings, scale: float, unit: float, dtype) -> None:
+    """Raise OptionError unless ``tau * s`` and ``tau_start * s`` lie in the working
+    dtype's range of temperatures in working units (``scale`` is s there), and are
+    positive and finite in user units (times ``unit``).
+
+    Outside it the kernels would divide by 0 or overflow to NaN, and an infinite
+    temperature could not be stored in the model file.
+    """
+    smallest, largest = _working_temperature_range(dtype)
     for name, tau in (("tau", settings.tau), ("tau_start", settings.tau_start)):
-        if _is_positive_finite(tau * scale) and _is_positive_finite(tau * scale * unit):
+        if smallest <= tau * scale <= largest and _is_positive_finite(tau * scale * unit):
             continue
-        low, high = _SMALLEST / bounds[0], _LARGEST / bounds[1]
+        low = max(smallest / scale, _SMALLEST / (scale * unit))
+        high = min(largest / scale, _LARGEST / (scale * unit))
         raise OptionError(
             f"{name}={tau:g} times the data's within-cluster scale s={scale * unit:.6g} gives a temperature "
-            f"of {tau * scale * unit:.6g}, outside the float64 range; choose {name} between {low:.3g} and {high:.3g}"
+            f"of {tau * scale * unit:.6g}, outside the range that {np.dtype(dtype).name} arithmetic handles; "
+            f"choose {name} between {low:.3g} and {high:.3g}"
         )
 
 
@@ -422,11 +436,12 @@ def predict_proba(
         if not (math.isfinite(temperature) and temperature > 0):
             raise OptionError(f"temperature must be finite and > 0, got {temperature}")
         unit = preprocessing.squared_unit
-        if not _is_positive_finite(temperature / unit):
-            low, high = _SMALLEST * max(1.0, unit), _LARGEST * min(1.0, unit)
+        smallest, largest = _working_temperature_range(dtype)
+        if not smallest <= temperature / unit <= largest:
+            low, high = smallest * unit, largest * unit
             raise OptionError(
-                f"the temperature tau * s = {temperature:.6g} is outside the float64 range of this model's "
-                f"working units ({low:.3g} to {high:.3g}); choose a tau that brings tau * s into it"
+                f"the temperature tau * s = {temperature:.6g} is outside the range that {np.dtype(dtype).name} "
+                f"arithmetic handles for this model ({low:.3g} to {high:.3g}); choose a tau that brings tau * s into it"
             )
         working = preprocessing.transform(X, np.dtype(dtype))
         data = ChunkedData.build(working, None, centroids.shape[0], chunk_size)
@@ -643,18 +658,24 @@ def _check_sample_weight(sample_weight: np.ndarray | None, n_samples: int) -> np
             f"sample_weight must be finite and non-negative, got {weights[row]!r} at row {row} "
             f"({len(invalid)} invalid row(s)); fix or drop those weights"
         )
-    total = weights.sum()
+    with np.errstate(over="ignore"):  # an overflowing sum is reported below
+        total = weights.sum()
     if total <= 0:
         raise OptionError("sample_weight is zero for every row; give at least one row a positive weight")
-    if not math.isfinite(total):
+    if not total <= _MAX_TOTAL_WEIGHT:
         raise OptionError(_weight_overflow_message(f" (largest weight {weights.max():.6g})"))
     return weights
 
 
+# Weighted sums of squared distances must stay finite in float64. The working data
+# have a spread near 1, so a total weight up to this leaves a margin of 1e8.
+_MAX_TOTAL_WEIGHT = 1e300
+
+
 def _weight_overflow_message(detail: str = "") -> str:
     return (
-        f"the sample weights sum beyond the float64 range{detail}; divide every weight by the same "
-        "factor, e.g. the largest weight"
+        f"the sample weights sum to more than {_MAX_TOTAL_WEIGHT:g}, too close to the float64 range for "
+        f"weighted sums{detail}; divide every weight by the same factor, e.g. the largest weight"
     )
 
 

@@ -10,16 +10,24 @@ class SoftkmError(Exception):
     """A user-facing failure: the message names the value, the rule and the fix."""
 
 
-class InputError(SoftkmError):
+# Invalid input and options are also ValueErrors, as in NumPy and scikit-learn, so code
+# that catches ValueError around a fit catches them too.
+class InputError(SoftkmError, ValueError):
     """The input table cannot be read or contains invalid values."""
 
 
-class OptionError(SoftkmError):
+class OptionError(SoftkmError, ValueError):
     """An option value is invalid for the data it is applied to."""
 
 
 class ModelError(SoftkmError):
     """A model file is missing, damaged or of an unsupported format version."""
+
+
+class NotFittedError(SoftkmError, ValueError, AttributeError):
+    """An estimator was used before ``fit``; scikit-learn's exception of that name is
+    also both a ValueError and an AttributeError.
+    """
 
 
 class OutputError(SoftkmError):

@@ -13,10 +13,19 @@ import inspect
 import numpy as np
 
 from softkm import engine
-from softkm.errors import ModelError, OptionError
+from softkm.errors import NotFittedError, OptionError
+
+try:
+    # With scikit-learn installed, its mixins give the estimator type, the tags that
+    # GridSearchCV and cross_val_score read, and the default scorer.
+    from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+
+    _BASES: tuple[type, ...] = (ClusterMixin, TransformerMixin, BaseEstimator)
+except ImportError:
+    _BASES = ()
 
 
-class SoftKMeans:
+class SoftKMeans(*_BASES):
     """k-means clustering with hard, soft or Gumbel-softmax assignment.
 
     The parameters are those of ``softkm.engine.fit``. ``seed`` plays the part of
@@ -90,11 +99,14 @@ class SoftKMeans:
 
     def __repr__(self) -> str:
         defaults = {name: parameter.default for name, parameter in inspect.signature(type(self).__init__).parameters.items()}
-        changed = [
-            f"{name}={value!r}" for name, value in self.get_params().items()
-            if not isinstance(value, np.ndarray) and value != defaults[name]
-        ]
-        return f"SoftKMeans({', '.join(changed)})"
+        shown = []
+        for name, value in self.get_params().items():
+            if isinstance(value, (str, int, float, bool, type(None))):
+                if value != defaults[name] or type(value) is not type(defaults[name]):
+                    shown.append(f"{name}={value!r}")
+            else:
+                shown.append(f"{name}=<{type(value).__name__} of shape {np.shape(value)}>")
+        return f"SoftKMeans({', '.join(shown)})"
 
     def fit(self, X, y=None, sample_weight=None) -> SoftKMeans:
         """Fit the centroids to X (n_samples, n_features); ``y`` is ignored."""
@@ -128,16 +140,21 @@ class SoftKMeans:
     def transform(self, X) -> np.ndarray:
         """Return the Euclidean distance of each row of X to each centroid, (n_samples, n_clusters).
 
-        The distances are computed as ``|x - c|`` in float64, rows at a time, so they
-        keep full precision for data far from the origin.
+        The distances are in the units of the fit, as the inertia is: the user's units, or
+        z-scores with ``standardize``. They are computed as ``|x - c|`` in float64, rows at
+        a time, so they keep full precision for data far from the origin.
         """
         X = self._checked(X)
-        distances = np.empty((X.shape[0], self.cluster_centers_.shape[0]))
-        rows_per_block = max(1, _TRANSFORM_BLOCK_ENTRIES // max(1, self.cluster_centers_.size))
+        preprocessing = self.result_.preprocessing
+        working = preprocessing.transform(X, np.dtype(np.float64))
+        centroids = preprocessing.transform_centroids(self.cluster_centers_)
+        distances = np.empty((X.shape[0], centroids.shape[0]))
+        rows_per_block = max(1, _TRANSFORM_BLOCK_ENTRIES // max(1, centroids.size))
         for start in range(0, X.shape[0], rows_per_block):
-            block = X[start : start + rows_per_block]
-            differences = block[:, None, :] - self.cluster_centers_[None, :, :]  # (m, k, d), block-sized
+            block = working[start : start + rows_per_block]
+            differences = block[:, None, :] - centroids[None, :, :]  # (m, k, d), block-sized
             np.sqrt(np.einsum("mkd,mkd->mk", differences, differences), out=distances[start : start + len(block)])
+        distances *= np.sqrt(preprocessing.squared_unit)
         return distances
 
     def fit_transform(self, X, y=None, sample_weight=None) -> np.ndarray:
@@ -160,18 +177,28 @@ class SoftKMeans:
             _, inertia = engine.predict(self._checked(X), self.cluster_centers_, self.result_.preprocessing, self.dtype)
             return -inertia
         nearest = self.transform(X).min(axis=1)
-        return -float(np.dot(np.asarray(sample_weight, dtype=np.float64), nearest * nearest))
+        weights = engine._check_sample_weight(sample_weight, len(nearest))
+        return -float(np.dot(weights, nearest * nearest))
 
     def _checked(self, X) -> np.ndarray:
         """Return X as a float64 array after checking that the estimator is fitted and X fits it."""
         if not hasattr(self, "cluster_centers_"):
-            raise ModelError("this SoftKMeans instance is not fitted yet; call fit first")
+            raise NotFittedError("this SoftKMeans instance is not fitted yet; call fit first")
+        names = _feature_names(X)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and list(names) != list(fitted_names):
+            raise OptionError(
+                f"X has the columns {', '.join(names)}, but the estimator was fitted on "
+                f"{', '.join(fitted_names)}; pass the same columns in the same order"
+            )
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise OptionError(
                 f"X has shape {X.shape}, but the estimator was fitted on {self.n_features_in_} features; "
                 f"pass an array of shape (n_samples, {self.n_features_in_})"
             )
+        if not np.isfinite(X).all():
+            raise OptionError("X contains NaN or infinite values; drop or fill those rows first")
         return X
 
 

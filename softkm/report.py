@@ -179,18 +179,29 @@ def print_comparison_table(console: Console, comparison) -> None:
     """
     from rich.measure import Measurement
 
+    def fits(table) -> bool:
+        # Console.measure caps the width at the console's, so the table is measured unbounded.
+        return Measurement.get(console, console.options.update(width=_UNBOUNDED_WIDTH), table).maximum <= console.width
+
     table = comparison_table(comparison)
-    # Console.measure caps the width at the console's, so the table is measured unbounded.
-    natural = Measurement.get(console, console.options.update(width=_UNBOUNDED_WIDTH), table).maximum
-    if natural > console.width:
-        table = comparison_table(comparison, transposed=True)
-    console.print(table)
+    if fits(table):
+        console.print(table)
+        return
+    # Transposed, and split into several tables of as many fits as the width allows.
+    records = comparison.records()
+    per_table = len(records)
+    while per_table > 1 and not fits(comparison_table(comparison, transposed=True, records=records[:per_table])):
+        per_table -= 1
+    for start in range(0, len(records), per_table):
+        console.print(comparison_table(comparison, transposed=True, records=records[start : start + per_table]))
 
 
-def comparison_table(comparison, transposed: bool = False):
-    """Return a rich ``Table`` of the comparison, with the median runtime.
+def comparison_table(comparison, transposed: bool = False, records: list[dict] | None = None):
+    """Return a rich ``Table`` of the comparison's ``records`` (all by default), with the
+    median runtime.
 
-    With ``transposed`` the rows are the measures and the columns the modes.
+    With ``transposed`` the rows are the measures and the columns the fits, headed by
+    their mode and tau.
     """
     from rich import box
     from rich.table import Table
@@ -203,11 +214,13 @@ def comparison_table(comparison, transposed: bool = False):
         caption="inertia in squared z-scores" if parameters.get("standardize") else None,
     )
     columns = _human_columns(comparison)
-    records = comparison.records()
+    if records is None:
+        records = comparison.records()
     if transposed:
         table.add_column("measure", justify="left", no_wrap=True)
         for record in records:
-            table.add_column(_human_cell("mode", record["mode"]), justify="right")
+            tau = "" if record.get("tau") is None else " " + _human_cell("tau", record["tau"])
+            table.add_column(_human_cell("mode", record["mode"]) + tau, justify="right")
         for column in columns[1:]:
             name = _TABLE_HEADERS.get(column, column).replace("\n", " ")
             table.add_row(name, *(_human_cell(column, record[column]) for record in records))

@@ -1054,7 +1054,7 @@ def test_assign_tau_out_of_range(value, models, tmp_path):
     # Finite and positive, but tau * s falls outside the float64 range.
     output = tmp_path / "labels.csv"
     result = run("assign", models["soft"], BLOBS, "--probabilities", f"--tau={value}", "-o", output)
-    assert_error(result, "tau", "outside the float64 range", "choose")
+    assert_error(result, "tau", "outside the", "choose")
     assert not output.exists()
 
 

@@ -146,14 +146,20 @@ def test_table_format():
         assert mode in result.stdout
 
 
-@pytest.mark.parametrize("width, transposed", [(80, True), (200, False)])
-def test_table_fits_console_width(width, transposed):
+@pytest.mark.parametrize("width, taus, transposed", [
+    (80, (0.5,), True),
+    (200, (0.5,), False),
+    # Nine fits do not fit in 80 columns even transposed, so they are split over tables.
+    (80, (0.1, 0.5, 1.0, 2.0), True),
+])
+def test_table_fits_console_width(width, taus, transposed):
     from rich.console import Console
 
     from softkm.report import print_comparison_table
 
     X = pd.read_csv(BLOBS)
-    result = comparison.compare(X[["x1", "x2"]].to_numpy(), 4, CompareSettings(), truth=X["label"].to_numpy())
+    settings = CompareSettings(taus=taus)
+    result = comparison.compare(X[["x1", "x2"]].to_numpy(), 4, settings, truth=X["label"].to_numpy())
     console = Console(file=io.StringIO(), width=width, highlight=False)
 
     print_comparison_table(console, result)

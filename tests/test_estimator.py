@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from softkm import SoftKMeans, engine
-from softkm.errors import ModelError, OptionError
+from softkm.errors import NotFittedError, OptionError
 
 
 def blobs(n_per_blob=100, seed=0):
@@ -101,7 +101,7 @@ def test_dataframe_feature_names():
 
 def test_unfitted_and_wrong_shape_rejected():
     model = SoftKMeans(3)
-    with pytest.raises(ModelError, match="not fitted yet; call fit first"):
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit first"):
         model.predict(blobs())
 
     model.fit(blobs())
@@ -119,3 +119,50 @@ def test_import_softkm_does_not_load_numpy():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
     assert completed.stdout.strip() == "False", completed.stderr
+
+
+def test_grid_search_and_cross_validation():
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    pipeline = pytest.importorskip("sklearn.pipeline")
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    X = blobs(seed=8)
+    steps = pipeline.make_pipeline(preprocessing.StandardScaler(), SoftKMeans(seed=0))
+
+    search = model_selection.GridSearchCV(steps, {"softkmeans__n_clusters": [2, 3]}, cv=3).fit(X)
+    scores = model_selection.cross_val_score(SoftKMeans(3, seed=0), X, cv=3)
+
+    # The default score is minus the inertia, so more clusters score higher.
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_params_ == {"softkmeans__n_clusters": 3}
+    assert np.all(np.isfinite(scores))
+    assert np.all(scores < 0)
+
+
+def test_standardized_units_agree():
+    X = blobs(seed=9) * [1.0, 100.0]
+    model = SoftKMeans(3, standardize=True, seed=0).fit(X)
+
+    distances = model.transform(X)
+
+    np.testing.assert_array_equal(distances.argmin(axis=1), model.predict(X))
+    assert model.score(X, sample_weight=np.ones(len(X))) == pytest.approx(model.score(X), rel=1e-9)
+    assert -model.score(X) == pytest.approx(model.inertia_, rel=1e-9)
+
+
+def test_other_columns_or_values_rejected():
+    frame = pd.DataFrame(blobs(seed=10), columns=["width", "height"])
+    model = SoftKMeans(3, seed=0).fit(frame)
+
+    with pytest.raises(OptionError, match="fitted on width, height; pass the same columns in the same order"):
+        model.predict(frame[["height", "width"]])
+    with pytest.raises(OptionError, match="NaN or infinite"):
+        model.transform(np.array([[0.0, np.nan]]))
+    with pytest.raises(OptionError, match="sample_weight must be finite and non-negative"):
+        model.score(frame, sample_weight=-np.ones(len(frame)))
+
+
+def test_errors_are_value_errors():
+    with pytest.raises(ValueError):
+        SoftKMeans(3).predict(blobs())
+    with pytest.raises(ValueError):
+        SoftKMeans(0).fit(blobs())

@@ -319,7 +319,7 @@ def invalid_fit_arguments(case):
         ("nan_in_x", r"NaN"),
         ("negative_weight", r"-0\.5"),
         ("zero_weights", r"sample_weight is zero for every row"),
-        ("weight_sum_overflow", r"weights sum beyond the float64 range \(largest weight 1e\+308\)"),
+        ("weight_sum_overflow", r"weights sum to more than 1e\+300, too close to the float64 range for weighted sums \(largest weight 1e\+308\)"),
     ],
 )
 def test_fit_rejects_invalid_input(case, message):

@@ -201,8 +201,17 @@ def test_tau_underflow_rejected():
     from softkm.errors import OptionError
 
     # With points about 1e-150 apart, s is about 1e-300 and 1e-30 * s underflows to 0.
-    with pytest.raises(OptionError, match=r"tau=1e-30 times .* gives a temperature of 0, outside the float64 range"):
+    with pytest.raises(OptionError, match=r"tau=1e-30 times .* gives a temperature of 0, outside the range that float64"):
         engine.fit(blobs() * 1e-150, 3, mode="soft", tau=1e-30)
+
+
+@pytest.mark.parametrize("tau", [1e-40, 1e40])
+def test_float32_tau_range_rejected(tau):
+    from softkm.errors import OptionError
+
+    # In float32, 2 / (tau * s) or tau * s itself would overflow to inf and end in NaN.
+    with pytest.raises(OptionError, match=r"outside the range that float32 arithmetic handles; choose tau between"):
+        engine.fit(blobs(), 3, mode="soft", tau=tau, dtype="float32")
 
 
 @pytest.mark.parametrize("options, word", [
