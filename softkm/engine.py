@@ -26,7 +26,14 @@ from typing import Protocol
 import numpy as np
 
 from softkm.chunks import Chunk, ChunkedData, DataSource, draw_sample
-from softkm.errors import ConvergenceWarning, DegenerateDataWarning, ModelError, OptionError, SoftkmWarning
+from softkm.errors import (
+    ConvergenceWarning,
+    DegenerateDataWarning,
+    EmptyClusterWarning,
+    ModelError,
+    OptionError,
+    SoftkmWarning,
+)
 from softkm.initialization import kmeans_plusplus, random_points
 from softkm.kernels import (
     ChunkStats,
@@ -602,13 +609,15 @@ def _parameters(settings: RelaxedSettings, mode: str) -> dict:
 
 
 def _warn_if_few_distinct(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> None:
-    """Warn when X has fewer distinct rows than n_clusters.
+    """Warn when the final labels leave a cluster empty: because X has fewer distinct rows
+    than n_clusters, or else naming the empty clusters.
 
     Fewer distinct rows than clusters always leaves a cluster without points (tied
     centroids send their points to the lowest index), so the rows are only counted,
     which costs a sort, when the final labels leave a cluster empty.
     """
-    if np.bincount(labels, minlength=n_clusters).min() > 0:
+    counts = np.bincount(labels, minlength=n_clusters)
+    if counts.min() > 0:
         return
     distinct = np.unique(data.X, axis=0).shape[0]
     if distinct < n_clusters:
@@ -618,6 +627,17 @@ def _warn_if_few_distinct(data: ChunkedData, labels: np.ndarray, n_clusters: int
             DegenerateDataWarning,
             stacklevel=3,
         )
+        return
+    # With enough distinct points, an empty cluster means centroids that coincide or lie
+    # far from every point, as soft mode leaves two equal starting centroids.
+    empty = np.flatnonzero(counts == 0)
+    warnings.warn(
+        f"{len(empty)} of the {n_clusters} clusters have no points in the final assignment "
+        f"(cluster {', '.join(str(int(index)) for index in empty[:5])}{', ...' if len(empty) > 5 else ''}); "
+        "try another seed, more restarts (--n-init) or another start",
+        EmptyClusterWarning,
+        stacklevel=3,
+    )
 
 
 def _check_data(X: np.ndarray, dtype: str) -> np.ndarray:

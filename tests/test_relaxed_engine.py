@@ -130,6 +130,17 @@ def test_scaled_gd_keeps_unused_centroid(mode):
     assert all(np.isfinite(record.shift) and record.shift < 1.0 for record in result.history)
 
 
+def test_coinciding_soft_starts_warn_of_empty_cluster():
+    from softkm.errors import EmptyClusterWarning
+
+    # Equal starting centroids get equal gradients in soft mode and never separate.
+    start = np.array([[0.0, 0.0], [0.0, 0.0], [6.0, 0.0]])
+    with pytest.warns(EmptyClusterWarning, match=r"1 of the 3 clusters have no points in the final assignment \(cluster 1\)"):
+        result = engine.fit(blobs(), 3, mode="soft", init=start)
+
+    assert np.bincount(result.labels, minlength=3)[1] == 0
+
+
 def test_large_tau_pulls_centroids_to_mean():
     X = blobs()
     result = quiet_fit(X, 3, mode="soft", tau=1e6, max_iter=500)
