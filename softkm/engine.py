@@ -622,7 +622,7 @@ def _warn_if_few_distinct(data: ChunkedData, labels: np.ndarray, n_clusters: int
     distinct = np.unique(data.X, axis=0).shape[0]
     if distinct < n_clusters:
         warnings.warn(
-            f"the data has {distinct} distinct points, fewer than n_clusters={n_clusters}; "
+            f"the data has {distinct} distinct point{'' if distinct == 1 else 's'}, fewer than n_clusters={n_clusters}; "
             "some clusters will coincide or stay empty",
             DegenerateDataWarning,
             stacklevel=3,

@@ -63,9 +63,9 @@ def print_fit_summary(job) -> None:
         # runs have no stopping test and always take max_iter steps.
         status = "fixed number of steps, no stopping test"
     lines = [
-        f"softkm fit: mode {result.mode}, k={result.n_clusters}, {result.n_samples} rows"
+        f"softkm fit: mode {result.mode}, k={result.n_clusters}, {_count(result.n_samples, 'row')}"
         + (f" ({job.n_dropped} dropped)" if job.n_dropped else "")
-        + f", {result.n_features} features, {result.dtype}",
+        + f", {_count(result.n_features, 'feature')}, {result.dtype}",
         f"  iterations {result.n_iter} ({status}), restart {result.best_restart + 1} of {len(result.restart_scores)} kept",
         f"  inertia {result.inertia:.10g}" + ("  (z-scored units)" if result.preprocessing.standardize else ""),
     ]
@@ -86,11 +86,17 @@ def print_fit_summary(job) -> None:
 OUTPUT_CLOSED_LINE = "  the reader of the labels output closed it before every row was written"
 
 
+def _count(number: int, noun: str) -> str:
+    """Return "1 row" or "3 rows"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def print_assign_summary(job) -> None:
     """Print a short summary of an assignment on stderr."""
     dropped = f" ({job.n_dropped} dropped)" if job.n_dropped else ""
     _console.print(
-        f"softkm assign: {job.n_rows} rows{dropped} to {job.model.n_clusters} {job.model.mode} clusters, "
+        f"softkm assign: {_count(job.n_rows, 'row')}{dropped} to {job.model.n_clusters} {job.model.mode} "
+        f"cluster{'' if job.model.n_clusters == 1 else 's'}, "
         f"inertia {job.inertia:.10g}",
         markup=False,
     )
