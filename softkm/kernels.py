@@ -453,7 +453,11 @@ def _hit_labels(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # column with two or more sums to at least k + (k + 1) = 2k + 1. Even with every
     # entry True the sum is (3 k^2 - k) / 2, which must not wrap around.
     largest_code = (3 * n_clusters * n_clusters - n_clusters) // 2
-    code_type = np.uint16 if largest_code < 2**16 else np.uint32 if largest_code < 2**32 else np.uint64
+    code_type = np.uint64
+    if largest_code < 2**16:
+        code_type = np.uint16
+    elif largest_code < 2**32:
+        code_type = np.uint32
     weights = np.arange(n_clusters, 2 * n_clusters, dtype=code_type)
     codes = np.einsum("k,km->m", weights, hits.view(np.uint8))  # (m,)
     labels = codes.astype(np.int64)
@@ -671,12 +675,13 @@ def relaxed_chunk(
     memberships = np.empty((X.shape[0], n_clusters), dtype=X.dtype) if return_responsibilities else None
     nearest = np.empty(X.shape[0], dtype=X.dtype) if first_row is not None else None
     half_norms = 0.5 * c_squared_norms
-    prescaled = _scores_fit_prescaled(x_squared_norms, c_squared_norms, temperature)
+    largest_x, largest_c = _largest_norms(x_squared_norms, c_squared_norms)
+    prescaled = _scores_fit_prescaled(largest_x, largest_c, temperature)
     if noise_rng is not None:
         noise_span = _GUMBEL_SPAN * abs(noise_scale)
     else:
         noise_span = 0.0 if noise is None or noise.size == 0 else float(np.ptp(noise))
-    exp_floor = _exp_floor(X.dtype, x_squared_norms, c_squared_norms, temperature, noise_span)
+    exp_floor = _exp_floor(X.dtype, largest_x, largest_c, temperature, noise_span)
     if prescaled:
         centroids = centroids * (2.0 / temperature)
         half_norms = half_norms * (2.0 / temperature)
@@ -730,19 +735,24 @@ _EXP_AT_FLOOR = math.exp(_EXP_FLOOR)
 _GUMBEL_SPAN = 19.5
 
 
+def _largest_norms(x_squared_norms: np.ndarray, c_squared_norms: np.ndarray) -> tuple[float, float]:
+    """Return the largest ``|x|`` of a chunk and the largest ``|c|`` of the centroids."""
+    return math.sqrt(float(x_squared_norms.max(initial=0.0))), math.sqrt(float(c_squared_norms.max(initial=0.0)))
+
+
 def _exp_floor(
-    dtype: np.dtype, x_squared_norms: np.ndarray, c_squared_norms: np.ndarray, temperature: float, noise_span: float
+    dtype: np.dtype, largest_x: float, largest_c: float, temperature: float, noise_span: float
 ) -> float | None:
     """Return ``_EXP_FLOOR`` if a float64 chunk's exponent can fall below it, else None.
 
     An exponent is a logit ``-(d_xc - d_min) / T >= -(|x| + |c|)^2 / T`` minus at most
-    the noise's span, so the largest norms of the chunk and the centroids bound it. The
-    float32 exp() has no slow range, and float32 chunks are never clipped.
+    the noise's span, so the largest norms of the chunk and the centroids (see
+    ``_largest_norms``) bound it. The float32 exp() has no slow range, and float32
+    chunks are never clipped.
     """
     if dtype != np.float64:
         return None
-    largest = math.sqrt(float(x_squared_norms.max(initial=0.0))) + math.sqrt(float(c_squared_norms.max(initial=0.0)))
-    deepest = largest * largest / temperature + noise_span
+    deepest = (largest_x + largest_c) ** 2 / temperature + noise_span
     return None if deepest < -_EXP_FLOOR else _EXP_FLOOR
 
 
@@ -776,18 +786,15 @@ class _BlockWorkspace:
         return self.scaled_rows[start : start + shape[0] * shape[1]].reshape(shape)
 
 
-def _scores_fit_prescaled(x_squared_norms: np.ndarray, c_squared_norms: np.ndarray, temperature: float) -> bool:
+def _scores_fit_prescaled(largest_x: float, largest_c: float, temperature: float) -> bool:
     """Return whether the scores ``2/T (x.c - |c|^2/2)`` and the scaled centroids are finite.
 
     By Cauchy-Schwarz every such score, every scaled centroid entry and every scaled
     ``|c|^2/2`` is at most ``2/T (|x| |c| + |c| + |c|^2/2)`` in magnitude, with the
-    largest norms of the chunk and the centroids. Below the limit, no logit can
-    overflow to -inf, so no logit needs the clip to ``_LOGIT_FLOOR``.
+    largest norms of the chunk and the centroids (see ``_largest_norms``). Below the
+    limit, no logit can overflow to -inf, so no logit needs the clip to ``_LOGIT_FLOOR``.
     """
-    largest_x = math.sqrt(float(x_squared_norms.max(initial=0.0)))
-    largest_c_squared = float(c_squared_norms.max(initial=0.0))
-    largest_c = math.sqrt(largest_c_squared)
-    bound = 2.0 / temperature * (largest_x * largest_c + largest_c + 0.5 * largest_c_squared)
+    bound = 2.0 / temperature * (largest_x * largest_c + largest_c + 0.5 * largest_c * largest_c)
     return math.isfinite(bound) and bound < _PRESCALED_SCORE_LIMIT
 
 

@@ -17,6 +17,7 @@ from softkm.chunks import ChunkedData, farthest_points
 from softkm.kernels import (
     _BLOCK_ENTRIES,
     _exp_floor,
+    _largest_norms,
     _hit_labels,
     ChunkStats,
     FarthestRows,
@@ -486,7 +487,8 @@ def test_relaxed_chunk_low_temperature_matches_reference(dtype, variant):
         "random", dtype, True, variant
     )
     temperature /= 200.0
-    clipped = _exp_floor(X.dtype, row_norms_squared(X), row_norms_squared(centroids), temperature, 0.0)
+    largest_x, largest_c = _largest_norms(row_norms_squared(X), row_norms_squared(centroids))
+    clipped = _exp_floor(X.dtype, largest_x, largest_c, temperature, 0.0)
     assert (clipped is not None) == (dtype == np.float64)
 
     assert_relaxed_matches_reference(X, sample_weight, centroids, temperature, noise, straight_through)
@@ -499,7 +501,7 @@ def test_clipped_cluster_has_zero_statistics(straight_through):
     X = np.zeros((3, 2))
     centroids = np.array([[0.0, 0.0], [30.0, 30.0]])
     x_norms, c_norms = row_norms_squared(X), row_norms_squared(centroids)
-    assert _exp_floor(X.dtype, x_norms, c_norms, 1.0, 0.0) is not None
+    assert _exp_floor(X.dtype, *_largest_norms(x_norms, c_norms), 1.0, 0.0) is not None
 
     stats, memberships = relaxed_chunk(
         X, x_norms, None, centroids, c_norms, 1.0, straight_through=straight_through, return_responsibilities=True
