@@ -216,7 +216,7 @@ def fit(
         )
         result = _finish(data, preprocessing, run, scale, settings, mode, n_clusters, dtype, best_restart,
                          restart_scores, started, with_labels=True)
-        _warn_if_few_distinct(in_memory, result.labels, n_clusters)
+        _warn_if_clusters_empty(in_memory, result.labels, n_clusters)
         return result
 
 
@@ -413,17 +413,25 @@ def _check_temperatures(settings: RelaxedSettings, scale: float, unit: float, dt
     Outside it the kernels would divide by 0 or overflow to NaN, and an infinite
     temperature could not be stored in the model file.
     """
+    check_temperature("tau", settings.tau, scale, unit, dtype)
+    check_temperature("tau_start", settings.tau_start, scale, unit, dtype)
+
+
+def check_temperature(name: str, tau: float, scale: float, unit: float = 1.0, dtype="float64") -> None:
+    """Raise OptionError unless the temperature ``tau * s`` lies in the range of ``dtype``
+    (see ``_working_temperature_range``) in working units, where ``scale`` is s, and is
+    positive and finite in user units (times ``unit``). ``name`` is the option's name.
+    """
     smallest, largest = _working_temperature_range(dtype)
-    for name, tau in (("tau", settings.tau), ("tau_start", settings.tau_start)):
-        if smallest <= tau * scale <= largest and _is_positive_finite(tau * scale * unit):
-            continue
-        low = max(smallest / scale, _SMALLEST / (scale * unit))
-        high = min(largest / scale, _LARGEST / (scale * unit))
-        raise OptionError(
-            f"{name}={tau:g} times the data's within-cluster scale s={scale * unit:.6g} gives a temperature "
-            f"of {tau * scale * unit:.6g}, outside the range that {np.dtype(dtype).name} arithmetic handles; "
-            f"choose {name} between {low:.3g} and {high:.3g}"
-        )
+    if smallest <= tau * scale <= largest and _is_positive_finite(tau * scale * unit):
+        return
+    low = max(smallest / scale, _SMALLEST / (scale * unit))
+    high = min(largest / scale, _LARGEST / (scale * unit))
+    raise OptionError(
+        f"{name}={tau:g} times the data's within-cluster scale s={scale * unit:.6g} gives a temperature "
+        f"of {tau * scale * unit:.6g}, outside the range that {np.dtype(dtype).name} arithmetic handles; "
+        f"choose {name} between {low:.3g} and {high:.3g}"
+    )
 
 
 def predict_proba(
@@ -608,7 +616,7 @@ def _parameters(settings: RelaxedSettings, mode: str) -> dict:
     return parameters
 
 
-def _warn_if_few_distinct(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> None:
+def _warn_if_clusters_empty(data: ChunkedData, labels: np.ndarray, n_clusters: int) -> None:
     """Warn when the final labels leave a cluster empty: because X has fewer distinct rows
     than n_clusters, or else naming the empty clusters.
 

@@ -609,15 +609,9 @@ def _probability_temperature(mode: str, temperature: float | None, scale: float 
                              explicit_tau: bool) -> float:
     """Return the absolute temperature for probabilities: the model's, or ``tau * s``."""
     if explicit_tau and tau is not None and scale is not None:
-        temperature = tau * scale
-        smallest, largest = float(np.finfo(np.float64).smallest_subnormal), float(np.finfo(np.float64).max)
-        if scale > 0 and not smallest <= temperature <= largest:
-            raise OptionError(
-                f"tau={tau:g} times the within-cluster scale s={scale:.6g} gives a temperature of "
-                f"{temperature:.6g}, outside the float64 range; choose tau between "
-                f"{smallest / scale:.3g} and {largest / scale:.3g}"
-            )
-        return temperature
+        if scale > 0:
+            engine.check_temperature("tau", tau, scale)
+        return tau * scale
     if mode == "hard" or temperature is None:
         raise OptionError(
             "a hard model has no temperature for probabilities; pass --tau (relative to the "
