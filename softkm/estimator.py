@@ -14,6 +14,7 @@ import numpy as np
 
 from softkm import engine
 from softkm.errors import NotFittedError, OptionError
+from softkm.kernels import chunk_slices
 
 try:
     # With scikit-learn installed, its mixins give the estimator type, the tags that
@@ -99,14 +100,14 @@ class SoftKMeans(*_BASES):
 
     def __repr__(self) -> str:
         defaults = {name: parameter.default for name, parameter in inspect.signature(type(self).__init__).parameters.items()}
-        shown = []
+        arguments = []
         for name, value in self.get_params().items():
             if isinstance(value, (str, int, float, bool, type(None))):
                 if value != defaults[name] or type(value) is not type(defaults[name]):
-                    shown.append(f"{name}={value!r}")
+                    arguments.append(f"{name}={value!r}")
             else:
-                shown.append(f"{name}=<{type(value).__name__} of shape {np.shape(value)}>")
-        return f"SoftKMeans({', '.join(shown)})"
+                arguments.append(f"{name}=<{type(value).__name__} of shape {np.shape(value)}>")
+        return f"SoftKMeans({', '.join(arguments)})"
 
     def fit(self, X, y=None, sample_weight=None) -> SoftKMeans:
         """Fit the centroids to X (n_samples, n_features); ``y`` is ignored."""
@@ -150,10 +151,9 @@ class SoftKMeans(*_BASES):
         centroids = preprocessing.transform_centroids(self.cluster_centers_)
         distances = np.empty((X.shape[0], centroids.shape[0]))
         rows_per_block = max(1, _TRANSFORM_BLOCK_ENTRIES // max(1, centroids.size))
-        for start in range(0, X.shape[0], rows_per_block):
-            block = working[start : start + rows_per_block]
-            differences = block[:, None, :] - centroids[None, :, :]  # (m, k, d), block-sized
-            np.sqrt(np.einsum("mkd,mkd->mk", differences, differences), out=distances[start : start + len(block)])
+        for rows in chunk_slices(X.shape[0], rows_per_block):
+            differences = working[rows, None, :] - centroids[None, :, :]  # (m, k, d), block-sized
+            np.sqrt(np.einsum("mkd,mkd->mk", differences, differences), out=distances[rows])
         distances *= np.sqrt(preprocessing.squared_unit)
         return distances
 
